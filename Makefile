@@ -1,0 +1,48 @@
+# Sluice developer commands. `make dev` and `make test` are all a newcomer needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CLUSTER := $(PYTHON) hack/cluster/cluster.py
+export KUBECONFIG := $(CURDIR)/.cluster/kubeconfig
+
+.PHONY: help install cluster cluster-build cluster-down cluster-status dev test test-unit lint crds bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed  ## create .venv/ with sluice and the dev tools installed
+
+cluster-build:  ## compile the local control plane into the cache (once per version)
+	$(CLUSTER) build
+
+cluster:  ## start the local control plane (idempotent); kubeconfig at .cluster/kubeconfig
+	$(CLUSTER) up
+
+cluster-down:  ## stop the local control plane and remove its state
+	$(CLUSTER) down
+
+cluster-status:  ## show which components run
+	$(CLUSTER) status
+
+test: install  ## run the whole test suite (starts the local cluster when needed)
+	$(CLUSTER) build
+	$(VENV)/bin/pytest
+
+test-unit: install  ## only the fast tests that need no server
+	$(VENV)/bin/pytest tests/unit
+
+lint: install  ## static checks
+	$(VENV)/bin/ruff check operator tests hack bench
+	$(VENV)/bin/ruff format --check operator tests hack bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+clean:  ## remove the virtualenv and caches (not the control-plane build cache)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

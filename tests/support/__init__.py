@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: the local cluster, waiting on conditions."""
