@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 from kubernetes import client, config
+
 from support.cluster import Cluster, ensure_cluster
 from support.wait import wait_for
 

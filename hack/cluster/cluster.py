@@ -17,6 +17,7 @@ before any virtualenv exists. State lives in `.cluster/` at the repo root.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -31,9 +32,9 @@ import textwrap
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -163,19 +164,36 @@ def _build_tool(tool: Tool) -> None:
     if tool.key == "kubernetes":
         ldflags += list(_k8s_ldflags())
     tmp = Path(tempfile.mkdtemp(prefix=f"build-{tool.key}-", dir=tool.bindir.parent))
-    cmd = [go, "build", "-v", "-trimpath", "-tags", "selinux,notest", "-ldflags", " ".join(ldflags),
-           "-o", str(tmp) + "/", *tool.packages]
+    cmd = [
+        go,
+        "build",
+        "-v",
+        "-trimpath",
+        "-tags",
+        "selinux,notest",
+        "-ldflags",
+        " ".join(ldflags),
+        "-o",
+        str(tmp) + "/",
+        *tool.packages,
+    ]
     env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=readonly")
     names = ", ".join(_binary_name(p) for p in tool.packages)
     log(f"building {names} {tool.version} (cold builds take minutes; cached afterwards)")
     started = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=HERE / tool.key, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=HERE / tool.key,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     assert proc.stdout is not None
     count, tail = 0, []
     last_report = started
     for line in proc.stdout:
-        tail = (tail + [line.rstrip()])[-40:]
+        tail = ([*tail, line.rstrip()])[-40:]
         if line.strip() and not line.startswith((" ", "\t", "#")):
             count += 1  # `go build -v` prints each package as it compiles
         now = time.monotonic()
@@ -203,27 +221,70 @@ def _make_pki(pki: Path) -> None:
     """A CA, the API server's serving cert, client certs and the SA signing key."""
     pki.mkdir(parents=True, exist_ok=True)
     ca_key, ca_crt = pki / "ca.key", pki / "ca.crt"
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key),
-             "-out", str(ca_crt), "-days", "3650", "-subj", "/CN=sluice-local-ca")
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        str(ca_key),
+        "-out",
+        str(ca_crt),
+        "-days",
+        "3650",
+        "-subj",
+        "/CN=sluice-local-ca",
+    )
 
     def issue(name: str, subj: str, ext: str) -> None:
         key, csr, crt = pki / f"{name}.key", pki / f"{name}.csr", pki / f"{name}.crt"
         extfile = pki / f"{name}.ext"
         extfile.write_text(ext)
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
-                 "-subj", subj)
-        _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key),
-                 "-CAcreateserial", "-out", str(crt), "-days", "3650", "-extfile", str(extfile))
+        _openssl(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(csr),
+            "-subj",
+            subj,
+        )
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            str(csr),
+            "-CA",
+            str(ca_crt),
+            "-CAkey",
+            str(ca_key),
+            "-CAcreateserial",
+            "-out",
+            str(crt),
+            "-days",
+            "3650",
+            "-extfile",
+            str(extfile),
+        )
         csr.unlink()
         extfile.unlink()
 
-    issue("apiserver", "/CN=kube-apiserver",
-          "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
-          "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,"
-          "DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,"
-          "DNS:kubernetes.default.svc.cluster.local\n")
-    client_ext = ("basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
-                  "extendedKeyUsage=clientAuth\n")
+    issue(
+        "apiserver",
+        "/CN=kube-apiserver",
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,"
+        "DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,"
+        "DNS:kubernetes.default.svc.cluster.local\n",
+    )
+    client_ext = (
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage=clientAuth\n"
+    )
     issue("admin", "/O=system:masters/CN=sluice-admin", client_ext)
     issue("controller-manager", "/CN=system:kube-controller-manager", client_ext)
     issue("scheduler", "/CN=system:kube-scheduler", client_ext)
@@ -235,24 +296,26 @@ def _make_pki(pki: Path) -> None:
 def _kubeconfig(path: Path, pki: Path, user: str) -> None:
     server = f"https://127.0.0.1:{PORTS['apiserver']}"
     # Paths, not embedded data, keep the file readable; all live under .cluster/.
-    path.write_text(textwrap.dedent(f"""\
+    path.write_text(
+        textwrap.dedent(f"""\
         apiVersion: v1
         kind: Config
         clusters:
         - name: sluice-local
           cluster:
             server: {server}
-            certificate-authority: {pki / 'ca.crt'}
+            certificate-authority: {pki / "ca.crt"}
         users:
         - name: {user}
           user:
-            client-certificate: {pki / (user + '.crt')}
-            client-key: {pki / (user + '.key')}
+            client-certificate: {pki / (user + ".crt")}
+            client-key: {pki / (user + ".key")}
         contexts:
         - name: sluice-local
           context: {{cluster: sluice-local, user: {user}}}
         current-context: sluice-local
-        """))
+        """)
+    )
 
 
 # --------------------------------------------------------------------------- processes
@@ -289,8 +352,14 @@ def _start(name: str, args: list[str]) -> None:
     logs.mkdir(parents=True, exist_ok=True)
     _pidfile(name).parent.mkdir(parents=True, exist_ok=True)
     with open(logs / f"{name}.log", "ab") as out:
-        proc = subprocess.Popen([str(binary(name)), *args], stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True, cwd=STATE)
+        proc = subprocess.Popen(
+            [str(binary(name)), *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=STATE,
+        )
     _pidfile(name).write_text(str(proc.pid))
 
 
@@ -300,18 +369,14 @@ def _stop(name: str, timeout: float = 15) -> None:
         return
     if _alive(name):
         pid = int(pf.read_text())
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         deadline = time.monotonic() + timeout
         while _alive(name) and time.monotonic() < deadline:
             time.sleep(0.1)
         if _alive(name):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
     pf.unlink(missing_ok=True)
 
 
@@ -362,8 +427,12 @@ def apiserver_ready() -> bool:
 
 
 def _kubectl(*args: str, stdin: str | None = None) -> str:
-    r = subprocess.run([str(binary("kubectl")), "--kubeconfig", str(STATE / "kubeconfig"), *args],
-                       input=stdin, capture_output=True, text=True)
+    r = subprocess.run(
+        [str(binary("kubectl")), "--kubeconfig", str(STATE / "kubeconfig"), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+    )
     if r.returncode != 0:
         raise SystemExit(f"kubectl {' '.join(args)} failed: {r.stderr.strip()}")
     return r.stdout
@@ -374,11 +443,18 @@ def _nodes_ready() -> bool:
     if status != 200:
         return False
     items = json.loads(body).get("items", [])
-    ready = [n for n in items
-             if any(c["type"] == "Ready" and c["status"] == "True"
-                    for c in n.get("status", {}).get("conditions", []))
-             and not any(t.get("key") == "node.kubernetes.io/not-ready"
-                         for t in n.get("spec", {}).get("taints", []) or [])]
+    ready = [
+        n
+        for n in items
+        if any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in n.get("status", {}).get("conditions", [])
+        )
+        and not any(
+            t.get("key") == "node.kubernetes.io/not-ready"
+            for t in n.get("spec", {}).get("taints", []) or []
+        )
+    ]
     return len(ready) >= NODE_COUNT
 
 
@@ -414,67 +490,94 @@ def up() -> None:
         _kubeconfig(STATE / ("kubeconfig" if user == "admin" else f"{user}.kubeconfig"), pki, user)
 
     etcd_url = f"http://127.0.0.1:{PORTS['etcd-client']}"
-    _start("etcd", [
-        "--name=sluice", f"--data-dir={STATE / 'etcd'}",
-        f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
-        f"--listen-peer-urls=http://127.0.0.1:{PORTS['etcd-peer']}",
-        f"--initial-advertise-peer-urls=http://127.0.0.1:{PORTS['etcd-peer']}",
-        f"--initial-cluster=sluice=http://127.0.0.1:{PORTS['etcd-peer']}",
-        "--unsafe-no-fsync=true", "--log-level=warn",
-        "--quota-backend-bytes=8589934592",
-    ])
+    _start(
+        "etcd",
+        [
+            "--name=sluice",
+            f"--data-dir={STATE / 'etcd'}",
+            f"--listen-client-urls={etcd_url}",
+            f"--advertise-client-urls={etcd_url}",
+            f"--listen-peer-urls=http://127.0.0.1:{PORTS['etcd-peer']}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{PORTS['etcd-peer']}",
+            f"--initial-cluster=sluice=http://127.0.0.1:{PORTS['etcd-peer']}",
+            "--unsafe-no-fsync=true",
+            "--log-level=warn",
+            "--quota-backend-bytes=8589934592",
+        ],
+    )
     _wait("etcd", lambda: _get(f"{etcd_url}/health")[0] == 200)
 
-    _start("kube-apiserver", [
-        f"--etcd-servers={etcd_url}",
-        "--bind-address=127.0.0.1", f"--secure-port={PORTS['apiserver']}",
-        "--advertise-address=127.0.0.1",
-        f"--cert-dir={STATE / 'apiserver-certs'}",
-        f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
-        f"--client-ca-file={pki / 'ca.crt'}",
-        "--authorization-mode=Node,RBAC",
-        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-        f"--service-account-key-file={pki / 'sa.pub'}",
-        f"--service-account-signing-key-file={pki / 'sa.key'}",
-        "--service-cluster-ip-range=10.0.0.0/24",
-        "--endpoint-reconciler-type=none",
-        "--allow-privileged=true",
-        "--enable-admission-plugins=NodeRestriction",
-        # Benchmarks create thousands of objects quickly: don't let priority
-        # and fairness queue our own test traffic.
-        "--max-requests-inflight=1000", "--max-mutating-requests-inflight=500",
-        "--v=1",
-    ])
+    _start(
+        "kube-apiserver",
+        [
+            f"--etcd-servers={etcd_url}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={PORTS['apiserver']}",
+            "--advertise-address=127.0.0.1",
+            f"--cert-dir={STATE / 'apiserver-certs'}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            "--authorization-mode=Node,RBAC",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            "--service-cluster-ip-range=10.0.0.0/24",
+            "--endpoint-reconciler-type=none",
+            "--allow-privileged=true",
+            "--enable-admission-plugins=NodeRestriction",
+            # Benchmarks create thousands of objects quickly: don't let priority
+            # and fairness queue our own test traffic.
+            "--max-requests-inflight=1000",
+            "--max-mutating-requests-inflight=500",
+            "--v=1",
+        ],
+    )
     _wait("kube-apiserver /readyz", apiserver_ready)
 
-    _start("kube-controller-manager", [
-        f"--kubeconfig={STATE / 'controller-manager.kubeconfig'}",
-        f"--authentication-kubeconfig={STATE / 'controller-manager.kubeconfig'}",
-        f"--authorization-kubeconfig={STATE / 'controller-manager.kubeconfig'}",
-        "--bind-address=127.0.0.1", f"--secure-port={PORTS['controller-manager']}",
-        "--leader-elect=false",
-        "--use-service-account-credentials=true",
-        f"--service-account-private-key-file={pki / 'sa.key'}",
-        f"--root-ca-file={pki / 'ca.crt'}",
-        "--kube-api-qps=200", "--kube-api-burst=400",
-        "--concurrent-job-syncs=20",
-        "--v=1",
-    ])
-    _start("kube-scheduler", [
-        f"--kubeconfig={STATE / 'scheduler.kubeconfig'}",
-        f"--authentication-kubeconfig={STATE / 'scheduler.kubeconfig'}",
-        f"--authorization-kubeconfig={STATE / 'scheduler.kubeconfig'}",
-        "--bind-address=127.0.0.1", f"--secure-port={PORTS['scheduler']}",
-        "--leader-elect=false", "--v=1",
-    ])
-    _start("kwok", [
-        f"--kubeconfig={STATE / 'kwok.kubeconfig'}",
-        f"--config={HERE / 'kwok-stages.yaml'}",
-        "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-        f"--server-address=127.0.0.1:{PORTS['kwok']}",
-        "--cidr=10.244.0.0/16", "--node-ip=10.0.1.1",
-    ])
-    nodes = "\n---\n".join(textwrap.dedent(f"""\
+    _start(
+        "kube-controller-manager",
+        [
+            f"--kubeconfig={STATE / 'controller-manager.kubeconfig'}",
+            f"--authentication-kubeconfig={STATE / 'controller-manager.kubeconfig'}",
+            f"--authorization-kubeconfig={STATE / 'controller-manager.kubeconfig'}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={PORTS['controller-manager']}",
+            "--leader-elect=false",
+            "--use-service-account-credentials=true",
+            f"--service-account-private-key-file={pki / 'sa.key'}",
+            f"--root-ca-file={pki / 'ca.crt'}",
+            "--kube-api-qps=200",
+            "--kube-api-burst=400",
+            "--concurrent-job-syncs=20",
+            "--v=1",
+        ],
+    )
+    _start(
+        "kube-scheduler",
+        [
+            f"--kubeconfig={STATE / 'scheduler.kubeconfig'}",
+            f"--authentication-kubeconfig={STATE / 'scheduler.kubeconfig'}",
+            f"--authorization-kubeconfig={STATE / 'scheduler.kubeconfig'}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={PORTS['scheduler']}",
+            "--leader-elect=false",
+            "--v=1",
+        ],
+    )
+    _start(
+        "kwok",
+        [
+            f"--kubeconfig={STATE / 'kwok.kubeconfig'}",
+            f"--config={HERE / 'kwok-stages.yaml'}",
+            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+            f"--server-address=127.0.0.1:{PORTS['kwok']}",
+            "--cidr=10.244.0.0/16",
+            "--node-ip=10.0.1.1",
+        ],
+    )
+    nodes = "\n---\n".join(
+        textwrap.dedent(f"""\
         apiVersion: v1
         kind: Node
         metadata:
@@ -485,7 +588,9 @@ def up() -> None:
             kubernetes.io/os: linux
             kubernetes.io/arch: amd64
             type: kwok
-        """) for i in range(NODE_COUNT))
+        """)
+        for i in range(NODE_COUNT)
+    )
     _kubectl("apply", "-f", "-", stdin=nodes)
     _wait(f"{NODE_COUNT} Ready nodes", _nodes_ready)
     _wait("the default ServiceAccount", _default_sa_exists)
@@ -504,13 +609,15 @@ def down(keep_state: bool = False, quiet: bool = False) -> None:
 
 def print_usage() -> None:
     kubectl_dir = binary("kubectl").parent
-    print(textwrap.dedent(f"""
+    print(
+        textwrap.dedent(f"""
         The local cluster is up. To use it:
-          export KUBECONFIG={STATE / 'kubeconfig'}
+          export KUBECONFIG={STATE / "kubeconfig"}
           export PATH={kubectl_dir}:$PATH    # kubectl {TOOLS[0].version}, matching the server
           kubectl get nodes
-        Logs: {STATE / 'logs'}/   Stop: make cluster-down
-        """).rstrip())
+        Logs: {STATE / "logs"}/   Stop: make cluster-down
+        """).rstrip()
+    )
 
 
 def status() -> int:

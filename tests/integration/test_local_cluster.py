@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+
 from support.cluster import ROOT, Cluster, run_cluster_script
 from support.wait import wait_for
 
@@ -57,7 +58,9 @@ def test_nodes_are_ready_and_kubeconfig_is_at_the_contract_path(
     )
     nodes = client.CoreV1Api(api_client).list_node().items
     ready = [
-        n for n in nodes if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions)
+        n
+        for n in nodes
+        if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions)
     ]
     assert len(ready) >= 2
     version = cluster.kubectl("version", "-o", "json").stdout
@@ -112,7 +115,9 @@ def test_the_duration_annotation_sets_how_long_a_pod_runs(
 ) -> None:
     batch = client.BatchV1Api(api_client)
     started = time.monotonic()
-    batch.create_namespaced_job(namespace, _job("slow", annotations={"sim.sluice.dev/duration": "4s"}))
+    batch.create_namespaced_job(
+        namespace, _job("slow", annotations={"sim.sluice.dev/duration": "4s"})
+    )
     batch.create_namespaced_job(namespace, _job("quick"))
     wait_for(lambda: _condition(batch, namespace, "quick"), timeout=60, what="quick job")
     quick = time.monotonic() - started
@@ -153,8 +158,14 @@ def test_rbac_is_enforced_for_a_service_account_without_rights(
         assert err.value.status == 403
     # And the admin can, so the 403 is RBAC's doing, not a broken token.
     r = cluster.kubectl(
-        "auth", "can-i", "list", "pods", "-n", namespace,
-        f"--as=system:serviceaccount:{namespace}:nobody", check=False,
+        "auth",
+        "can-i",
+        "list",
+        "pods",
+        "-n",
+        namespace,
+        f"--as=system:serviceaccount:{namespace}:nobody",
+        check=False,
     )
     assert r.stdout.strip() == "no"
 

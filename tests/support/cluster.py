@@ -22,7 +22,11 @@ class Cluster:
         return self.bin_dir / "kubectl"
 
     def kubectl(
-        self, *args: str, stdin: str | None = None, check: bool = True, env: dict[str, str] | None = None
+        self,
+        *args: str,
+        stdin: str | None = None,
+        check: bool = True,
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         r = subprocess.run(
             [str(self.kubectl_path), "--kubeconfig", str(self.kubeconfig), *args],

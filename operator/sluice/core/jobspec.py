@@ -1,0 +1,158 @@
+"""A pipeline step, resolved against its Task and params, as a batch/v1 Job manifest.
+
+Kept apart from the reconciler (as dask-kubernetes keeps its ``build_*_spec``
+functions apart from its handlers) so the manifest can be tested on its own
+and the reconciler only decides *whether* to create a Job, never *how*.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sluice.api import API_VERSION, PIPELINE_KIND, PipelineTask, RetryPolicy, TaskSpec
+from sluice.core import naming, params
+
+__all__ = [
+    "ANNOTATION_RETRY_BASE",
+    "CONTAINER_NAME",
+    "ResolvedStep",
+    "build_job",
+    "resolve_step",
+]
+
+CONTAINER_NAME = "main"
+ANNOTATION_RETRY_BASE = "sluice.dev/retry-base"
+"""The attempt count at which the retry budget of a Job's attempt began: lets a
+restarted operator rebuild the budget from the Jobs alone."""
+
+# backoffLimit 0 + these rules: the Job fails on the first pod failure and its
+# Failed condition carries the reason in the Job controller's own words (the exit
+# code, or the disruption), which retry.classify_job_failure reads. Sluice, not
+# the Job controller, decides about retries.
+_POD_FAILURE_POLICY: dict[str, Any] = {
+    "rules": [
+        {"action": "FailJob", "onPodConditions": [{"type": "DisruptionTarget"}]},
+        {"action": "FailJob", "onExitCodes": {"operator": "NotIn", "values": [0]}},
+    ]
+}
+
+
+@dataclass(frozen=True)
+class ResolvedStep:
+    """Everything needed to start an attempt of a step: its pod template,
+    deadline and retry policy, and a hash that changes when any of them does."""
+
+    name: str
+    pod_template: dict[str, Any]
+    timeout_seconds: int | None
+    retry: RetryPolicy
+    spec_hash: str
+
+
+def _subst_all(values: list[str] | None, env: dict[str, str]) -> list[str] | None:
+    return None if values is None else [params.substitute(v, env) for v in values]
+
+
+def resolve_step(
+    step: PipelineTask, task: TaskSpec, pipeline_params: dict[str, str]
+) -> ResolvedStep:
+    """Apply params and overrides; raises params.MissingParamError for unset params."""
+    declared = [(p.name, p.default) for p in task.params]
+    step_values = {p.name: p.value for p in step.params}
+    values = params.resolve(declared, step_values, pipeline_params)
+
+    container: dict[str, Any] = {"name": CONTAINER_NAME, "image": task.image}
+    if task.command is not None:
+        container["command"] = _subst_all(task.command, values)
+    if task.args is not None:
+        container["args"] = _subst_all(task.args, values)
+    if task.env is not None:
+        env = []
+        for var in task.env:
+            var = dict(var)
+            if isinstance(var.get("value"), str):
+                var["value"] = params.substitute(var["value"], values)
+            env.append(var)
+        container["env"] = env
+    if task.env_from is not None:
+        container["envFrom"] = [dict(e) for e in task.env_from]
+    if task.resources is not None:
+        container["resources"] = copy.deepcopy(task.resources)
+    if task.working_dir is not None:
+        container["workingDir"] = task.working_dir
+
+    fragment = copy.deepcopy(task.pod_template or {})
+    metadata = dict(fragment.get("metadata") or {})
+    pod_spec = dict(fragment.get("spec") or {})
+    # The user's fragment may add sidecars or set container fields of `main`;
+    # ours wins for what defines the attempt (image, command, args...).
+    extra_containers = [
+        c for c in pod_spec.get("containers", []) if c.get("name") != CONTAINER_NAME
+    ]
+    base: dict[str, Any] = next(
+        (c for c in pod_spec.get("containers", []) if c.get("name") == CONTAINER_NAME), {}
+    )
+    pod_spec["containers"] = [{**base, **container}, *extra_containers]
+    pod_spec["restartPolicy"] = "Never"
+    if task.service_account_name is not None:
+        pod_spec["serviceAccountName"] = task.service_account_name
+    template = {"metadata": metadata, "spec": pod_spec}
+
+    timeout = step.timeout_seconds if step.timeout_seconds is not None else task.timeout_seconds
+    retry = step.retry or task.retry or RetryPolicy()
+    digest = hashlib.sha256(
+        json.dumps({"template": template, "timeout": timeout}, sort_keys=True).encode()
+    ).hexdigest()[:12]
+    return ResolvedStep(step.name, template, timeout, retry, digest)
+
+
+def build_job(
+    *,
+    pipeline: str,
+    namespace: str,
+    pipeline_uid: str,
+    step: ResolvedStep,
+    run: int,
+    attempt: int,
+    retry_base: int,
+) -> dict[str, Any]:
+    """The Job for one attempt; its name is the idempotency key of that attempt."""
+    labels = naming.job_labels(pipeline, step.name, run, attempt)
+    labels[naming.LABEL_MANAGED_BY] = naming.MANAGED_BY
+    annotations = naming.job_annotations(pipeline, step.name, step.spec_hash)
+    annotations[ANNOTATION_RETRY_BASE] = str(retry_base)
+
+    template = copy.deepcopy(step.pod_template)
+    template["metadata"]["labels"] = {**(template["metadata"].get("labels") or {}), **labels}
+    spec: dict[str, Any] = {
+        "backoffLimit": 0,
+        "podFailurePolicy": copy.deepcopy(_POD_FAILURE_POLICY),
+        "template": template,
+    }
+    if step.timeout_seconds is not None:
+        spec["activeDeadlineSeconds"] = step.timeout_seconds
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": naming.job_name(pipeline, step.name, run, attempt),
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": annotations,
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": PIPELINE_KIND,
+                    "name": pipeline,
+                    "uid": pipeline_uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": spec,
+    }

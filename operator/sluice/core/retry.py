@@ -1,0 +1,109 @@
+"""Retry policy: what kind of failure happened, whether to retry, and when.
+
+Sluice's Jobs run one pod and never retry by themselves (``backoffLimit: 0``);
+their ``podFailurePolicy`` fails the Job at once and records why:
+
+* rule 0: ``{action: FailJob, onPodConditions: [{type: DisruptionTarget}]}``
+  (eviction, preemption, node loss), and
+* rule 1: ``{action: FailJob, onExitCodes: {operator: NotIn, values: [0]}}``
+  (the container's own non-zero exit).
+
+so the Job's ``Failed`` condition is enough to tell a bug from bad luck,
+which the user's ``retry.retryOn`` can treat differently.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+
+__all__ = [
+    "DEADLINE_EXCEEDED",
+    "EVICTED",
+    "FAILED",
+    "FAILURE_KINDS",
+    "POD_FAILURE",
+    "backoff_seconds",
+    "classify_job_failure",
+    "exit_code_from_message",
+    "is_retryable",
+]
+
+FAILED = "Failed"
+"""The container exited non-zero."""
+DEADLINE_EXCEEDED = "DeadlineExceeded"
+"""The attempt ran longer than its timeout (the Job's activeDeadlineSeconds)."""
+EVICTED = "Evicted"
+"""The pod was disrupted: eviction, preemption, node loss."""
+POD_FAILURE = "PodFailure"
+"""The Job or pod vanished, or failed without its container's own exit."""
+
+FAILURE_KINDS: tuple[str, ...] = (FAILED, DEADLINE_EXCEEDED, EVICTED, POD_FAILURE)
+
+_EXIT_CODE = re.compile(r"\bexit code (-?\d+)\b", re.IGNORECASE)
+
+
+def backoff_seconds(initial: float, factor: float, maximum: float, failures: int) -> float:
+    """Delay before the next attempt after ``failures`` consecutive failures.
+
+    ``initial * factor ** (failures - 1)``, capped at ``maximum``. The power is
+    taken in floating point (never as a huge int) and an overflow falls back
+    to logarithms, so a task that has failed 10,000 times costs nothing. Raises ValueError
+    for a negative or non-finite delay, ``factor < 1`` (the delay must never
+    shrink) or ``failures < 1``; the API schema should reject these first.
+    """
+    if failures < 1:
+        raise ValueError(f"failures must be >= 1, got {failures}")
+    if not (math.isfinite(initial) and initial >= 0):
+        raise ValueError(f"initial delay must be a finite number >= 0, got {initial}")
+    if not (math.isfinite(maximum) and maximum >= 0):
+        raise ValueError(f"maximum delay must be a finite number >= 0, got {maximum}")
+    if not (math.isfinite(factor) and factor >= 1):
+        raise ValueError(f"backoff factor must be a finite number >= 1, got {factor}")
+    if initial == 0:
+        return 0.0
+    try:
+        delay = initial * float(factor) ** (failures - 1)
+    except OverflowError:
+        # factor ** n is past 1.8e308; only a vanishing initial delay keeps the
+        # product under the cap, so redo it in log space instead of assuming.
+        log_delay = math.log(initial) + (failures - 1) * math.log(factor)
+        if maximum == 0 or log_delay >= math.log(maximum):
+            return float(maximum)
+        delay = math.exp(log_delay)
+    return float(min(delay, maximum))
+
+
+def exit_code_from_message(message: str | None) -> int | None:
+    """The ``N`` of the first ``exit code N`` in a Job controller message, if any."""
+    if not message:
+        return None
+    match = _EXIT_CODE.search(message)
+    return int(match.group(1)) if match else None
+
+
+def classify_job_failure(reason: str | None, message: str | None) -> str:
+    """Map a Job's ``Failed`` condition (reason, message) to a failure kind.
+
+    Anything unrecognised is ``PodFailure``: something other than the user's
+    code ended the attempt, which is the safest guess for a retry decision.
+    """
+    if reason == "DeadlineExceeded":
+        return DEADLINE_EXCEEDED
+    if reason == "PodFailurePolicy":
+        # "Pod ns/x has condition DisruptionTarget matching FailJob rule at index 0"
+        if message and "DisruptionTarget" in message:
+            return EVICTED
+        # "Container main for pod ns/x failed with exit code 3 matching FailJob rule at index 1"
+        if exit_code_from_message(message) is not None:
+            return FAILED
+        return POD_FAILURE
+    if reason == "BackoffLimitExceeded":
+        return FAILED
+    return POD_FAILURE
+
+
+def is_retryable(kind: str, on: Iterable[str]) -> bool:
+    """Whether a failure of ``kind`` is retried under a policy's ``retry.retryOn``."""
+    return kind in set(on)

@@ -1,0 +1,99 @@
+"""Prometheus metrics of the operator (prometheus-client objects, nothing else).
+
+Label cardinality is bounded: namespaces and results, never run numbers or Job
+names. The one per-pipeline series is ``sluice_pipeline_degraded``, which the
+spec asks for so an alert can name the pipeline; it is removed when the
+pipeline is deleted.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = [
+    "DURATION_BUCKETS",
+    "HANDOFF_BUCKETS",
+    "Metrics",
+]
+
+HANDOFF_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
+RECONCILE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
+
+
+class Metrics:
+    """All of Sluice's metrics, registered on one registry (a fresh one in tests)."""
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        r = registry
+        self.pipeline_runs = Counter(
+            "sluice_pipeline_runs_total",
+            "Pipeline runs that reached a result (Succeeded, Failed, Degraded).",
+            ["namespace", "result"],
+            registry=r,
+        )
+        self.pipelines = Gauge(
+            "sluice_pipelines", "Pipelines known to the operator, by phase.", ["phase"], registry=r
+        )
+        self.pipeline_degraded = Gauge(
+            "sluice_pipeline_degraded",
+            "1 while the pipeline is Degraded (a task failed past its retry budget), else 0.",
+            ["namespace", "pipeline"],
+            registry=r,
+        )
+        self.task_attempts = Counter(
+            "sluice_task_attempts_total",
+            "Task attempts that ended, by result (succeeded, failed, retried).",
+            ["namespace", "result"],
+            registry=r,
+        )
+        self.task_retries = Counter(
+            "sluice_task_retries_total",
+            "Retries scheduled after a failed attempt, by failure kind.",
+            ["namespace", "kind"],
+            registry=r,
+        )
+        self.task_duration = Histogram(
+            "sluice_task_duration_seconds",
+            "Duration of task attempts, from Job creation to its end.",
+            ["namespace", "result"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.run_duration = Histogram(
+            "sluice_pipeline_run_duration_seconds",
+            "Duration of pipeline runs, from start to result.",
+            ["namespace", "result"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.job_api_errors = Counter(
+            "sluice_job_api_errors_total",
+            "Failed Job API calls, by operation (create, delete) and HTTP status.",
+            ["operation", "code"],
+            registry=r,
+        )
+        self.reconcile_total = Counter(
+            "sluice_reconcile_total",
+            "Reconciles of pipelines, by result (success, error, requeue).",
+            ["result"],
+            registry=r,
+        )
+        self.reconcile_errors = Counter(
+            "sluice_reconcile_errors_total", "Reconciles that raised an error.", registry=r
+        )
+        self.reconcile_duration = Histogram(
+            "sluice_reconcile_time_seconds",
+            "Time per reconcile, including the API calls it makes.",
+            buckets=RECONCILE_BUCKETS,
+            registry=r,
+        )
+        self.handoff = Histogram(
+            "sluice_handoff_latency_seconds",
+            "From the operator seeing an upstream Job complete to the downstream Job created.",
+            buckets=HANDOFF_BUCKETS,
+            registry=r,
+        )
+        self.jobs_created = Counter(
+            "sluice_jobs_created_total", "Jobs created by the operator.", registry=r
+        )

@@ -1,0 +1,301 @@
+"""One asyncio worker per Pipeline: wake on an event, gather, decide, act.
+
+Why a worker per pipeline and not kopf's change handlers: kopf does not route
+a child's events to its parent, and its change handlers write bookkeeping
+annotations on every object. Here kopf only *watches* (indexes + event
+handlers, which write nothing) and wakes the worker of the pipeline
+concerned; the worker serialises that pipeline's reconciles, so no two run at
+once for one pipeline, while different pipelines proceed concurrently.
+
+The hot path is event-driven: a Job's watch event wakes its pipeline's worker
+at once. Timers exist only for things that are due at a time (a retry
+backoff, a timeout, a TTL): the plan says when, and the worker sleeps until
+then or until woken, whichever comes first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sluice.core.reconcile import Plan, reconcile
+from sluice.metrics import Metrics
+from sluice.shell.kube import ApiException, Kube
+
+__all__ = ["Controller", "PipelineKey"]
+
+log = logging.getLogger(__name__)
+
+PipelineKey = tuple[str, str]  # (namespace, name)
+
+JobsSource = Callable[[str, str], list[dict[str, Any]]]
+TasksSource = Callable[[str], Mapping[str, Mapping[str, Any]]]
+
+_EXPECTATION_TTL = 120.0
+"""How long a Job we created may stay unseen by the watch before we stop
+pretending it exists (it then counts as deleted)."""
+
+_ERROR_BACKOFF = (0.5, 1, 2, 5, 10, 30)
+
+
+def _rv(body: Mapping[str, Any]) -> int:
+    try:
+        return int((body.get("metadata") or {}).get("resourceVersion") or 0)
+    except ValueError:
+        return 0
+
+
+@dataclass
+class _Worker:
+    key: PipelineKey
+    body: dict[str, Any]
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    expected: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
+    woken_by_completion: float | None = None
+    errors: int = 0
+    phase: str | None = None
+
+
+class Controller:
+    """Owns the workers; the kopf handlers call `pipeline_event` and `wake`."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        jobs: JobsSource,
+        tasks: TasksSource,
+        metrics: Metrics,
+        threads: int = 16,
+    ) -> None:
+        self.kube = kube
+        self.jobs = jobs
+        self.tasks = tasks
+        self.metrics = metrics
+        self.workers: dict[PipelineKey, _Worker] = {}
+        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sluice-api")
+        self.stopping = False
+
+    # ------------------------------------------------------------------ inputs
+    def pipeline_event(self, event_type: str, body: Mapping[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        key = (meta.get("namespace", ""), meta.get("name", ""))
+        if event_type == "DELETED":
+            self._forget(key)
+            return
+        worker = self.workers.get(key)
+        if worker is None:
+            worker = _Worker(key, dict(body))
+            self.workers[key] = worker
+            worker.task = asyncio.create_task(self._run(worker), name=f"pipeline {key[0]}/{key[1]}")
+        elif (meta.get("uid") != (worker.body.get("metadata") or {}).get("uid")) or _rv(
+            body
+        ) >= _rv(worker.body):
+            # Never step back to an older copy than the one our own patch returned.
+            worker.body = dict(body)
+        worker.wake.set()
+
+    def wake(self, key: PipelineKey, completed: bool = False) -> None:
+        worker = self.workers.get(key)
+        if worker is None:
+            return
+        if completed and worker.woken_by_completion is None:
+            worker.woken_by_completion = time.monotonic()
+        worker.wake.set()
+
+    def wake_namespace(self, namespace: str) -> None:
+        for key, worker in self.workers.items():
+            if key[0] == namespace:
+                worker.wake.set()
+
+    def _forget(self, key: PipelineKey) -> None:
+        worker = self.workers.pop(key, None)
+        if worker and worker.task:
+            worker.task.cancel()
+        with contextlib.suppress(KeyError):
+            self.metrics.pipeline_degraded.remove(*key)
+        self._update_phase_gauge()
+
+    async def stop(self) -> None:
+        self.stopping = True
+        tasks = [w.task for w in self.workers.values() if w.task]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    # ------------------------------------------------------------------ the loop
+    async def _run(self, worker: _Worker) -> None:
+        timeout: float | None = None
+        while not self.stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(worker.wake.wait(), timeout)
+            worker.wake.clear()
+            try:
+                timeout = await self._reconcile_once(worker)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.metrics.reconcile_errors.inc()
+                self.metrics.reconcile_total.labels("error").inc()
+                delay = _ERROR_BACKOFF[min(worker.errors, len(_ERROR_BACKOFF) - 1)]
+                worker.errors += 1
+                log.exception(
+                    "reconcile of pipeline %s/%s failed; retrying in %ss", *worker.key, delay
+                )
+                timeout = delay
+
+    def _observed_jobs(self, worker: _Worker) -> list[dict[str, Any]]:
+        ns, name = worker.key
+        uid = (worker.body.get("metadata") or {}).get("uid")
+        jobs = [
+            j
+            for j in self.jobs(ns, name)
+            if any(
+                o.get("uid") == uid for o in (j.get("metadata") or {}).get("ownerReferences", [])
+            )
+        ]
+        seen = {j["metadata"]["name"] for j in jobs}
+        now = time.monotonic()
+        for job_name, (created, manifest) in list(worker.expected.items()):
+            if job_name in seen or now - created > _EXPECTATION_TTL:
+                del worker.expected[job_name]
+            else:
+                jobs.append(manifest)  # created by us, not yet seen by the watch
+        return jobs
+
+    async def _reconcile_once(self, worker: _Worker) -> float | None:
+        started = time.perf_counter()
+        ns, _ = worker.key
+        body = worker.body
+        jobs = self._observed_jobs(worker)
+        tasks = self.tasks(ns)
+        now = datetime.now(UTC)
+        plan = reconcile(body, tasks, jobs, now)
+        completion_seen = worker.woken_by_completion
+        worker.woken_by_completion = None
+        requeue = await self._apply(worker, plan, now)
+        if plan.create and completion_seen is not None:
+            self.metrics.handoff.observe(time.monotonic() - completion_seen)
+        self.metrics.reconcile_duration.observe(time.perf_counter() - started)
+        self.metrics.reconcile_total.labels("requeue" if requeue is not None else "success").inc()
+        self._record(worker, plan)
+        return requeue
+
+    async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    async def _apply(self, worker: _Worker, plan: Plan, now: datetime) -> float | None:
+        ns, name = worker.key
+        failures: list[str] = []
+
+        async def create(manifest: dict[str, Any]) -> None:
+            try:
+                await self._call(self.kube.create_job, ns, manifest)
+                self.metrics.jobs_created.inc()
+            except ApiException as e:
+                if e.status != 409:  # AlreadyExists: this attempt's Job is there
+                    self.metrics.job_api_errors.labels("create", str(e.status)).inc()
+                    failures.append(f"{manifest['metadata']['name']}: {_api_reason(e)}")
+                    return
+            seen = dict(manifest)
+            seen["metadata"] = {
+                **manifest["metadata"],
+                "creationTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            }
+            worker.expected[manifest["metadata"]["name"]] = (time.monotonic(), seen)
+
+        async def delete(job_name: str) -> None:
+            try:
+                await self._call(self.kube.delete_job, ns, job_name)
+            except ApiException as e:
+                if e.status != 404:
+                    self.metrics.job_api_errors.labels("delete", str(e.status)).inc()
+                    log.warning("deleting Job %s/%s failed: %s", ns, job_name, _api_reason(e))
+
+        await asyncio.gather(*(create(m) for m in plan.create), *(delete(j) for j in plan.delete))
+        if failures:
+            # Don't record attempts whose Jobs don't exist; say why and try again soon.
+            message = "Could not create Jobs: " + "; ".join(failures[:3])
+            log.warning("pipeline %s/%s: %s", ns, name, message)
+            await self._event(worker, "Warning", "JobCreateFailed", message)
+            delay = _ERROR_BACKOFF[min(worker.errors, len(_ERROR_BACKOFF) - 1)]
+            worker.errors += 1
+            return delay
+        worker.errors = 0
+        if plan.status is not None:
+            try:
+                updated = await self._call(self.kube.patch_status, ns, name, plan.status)
+            except ApiException as e:
+                if e.status == 404:
+                    return None  # the pipeline is gone; its DELETED event stops us
+                raise
+            if _rv(updated) >= _rv(worker.body):
+                worker.body = updated
+        for ev in plan.events:
+            await self._event(worker, ev.type, ev.reason, ev.message)
+        return plan.requeue_after
+
+    async def _event(self, worker: _Worker, type_: str, reason: str, message: str) -> None:
+        try:
+            await self._call(self.kube.post_event, worker.body, type_, reason, message)
+        except ApiException as e:
+            log.warning("posting event %s on %s/%s failed: %s", reason, *worker.key, _api_reason(e))
+
+    # ------------------------------------------------------------------ metrics
+    def _record(self, worker: _Worker, plan: Plan) -> None:
+        ns, name = worker.key
+        m = self.metrics
+        for t in plan.transitions:
+            if t.new == "Succeeded":
+                m.task_attempts.labels(ns, "succeeded").inc()
+            elif t.new == "Failed" and t.old == "Running":
+                m.task_attempts.labels(ns, "failed").inc()
+            elif t.new == "Retrying":
+                m.task_attempts.labels(ns, "retried").inc()
+                m.task_retries.labels(ns, t.failure_kind or "unknown").inc()
+            if t.duration_s is not None and t.new in ("Succeeded", "Failed", "Retrying"):
+                result = "succeeded" if t.new == "Succeeded" else "failed"
+                m.task_duration.labels(ns, result).observe(max(t.duration_s, 0.0))
+        status = worker.body.get("status") or {}
+        if plan.run_finished:
+            m.pipeline_runs.labels(ns, plan.run_finished).inc()
+            started, finished = status.get("startedAt"), status.get("finishedAt")
+            if started and finished:
+                d = _parse(finished) - _parse(started)
+                m.run_duration.labels(ns, plan.run_finished).observe(d.total_seconds())
+        phase = status.get("phase")
+        if phase != worker.phase:
+            worker.phase = phase
+            self._update_phase_gauge()
+        m.pipeline_degraded.labels(ns, name).set(1 if phase == "Degraded" else 0)
+
+    def _update_phase_gauge(self) -> None:
+        counts: dict[str, int] = {
+            p: 0 for p in ("Pending", "Running", "Succeeded", "Degraded", "Failed")
+        }
+        for w in self.workers.values():
+            if w.phase in counts:
+                counts[w.phase] += 1
+        for phase, n in counts.items():
+            self.metrics.pipelines.labels(phase).set(n)
+
+
+def _parse(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _api_reason(e: ApiException) -> str:
+    import json
+
+    try:
+        return str(json.loads(e.body or "").get("message") or e.reason)
+    except (TypeError, ValueError):
+        return f"{e.status} {e.reason}"

@@ -1,0 +1,164 @@
+"""An in-memory world for the pure core: a Pipeline, its Tasks and Jobs, and a
+clock. It applies Plans the way the shell does (create is idempotent by name)
+and lets a test finish Jobs, so whole runs play out in microseconds."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sluice.core.reconcile import Plan, reconcile
+
+T0 = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
+
+
+def ts(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class World:
+    pipeline: dict[str, Any]
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    now: datetime = T0
+    plans: list[Plan] = field(default_factory=list)
+    created: list[str] = field(default_factory=list)  # every Job name ever created, in order
+
+    @classmethod
+    def of(
+        cls,
+        spec: dict[str, Any],
+        tasks: dict[str, dict[str, Any]] | None = None,
+        name: str = "p",
+        annotations: dict[str, str] | None = None,
+    ) -> World:
+        pipeline = {
+            "apiVersion": "sluice.dev/v1alpha1",
+            "kind": "Pipeline",
+            "metadata": {
+                "name": name,
+                "namespace": "ns",
+                "uid": "uid-1",
+                "generation": 1,
+                "annotations": dict(annotations or {}),
+            },
+            "spec": spec,
+        }
+        return cls(pipeline, {k: {"spec": v} for k, v in (tasks or {}).items()})
+
+    # ------------------------------------------------------------------ driving
+    def reconcile(self) -> Plan:
+        plan = reconcile(self.pipeline, self.tasks, list(self.jobs.values()), self.now)
+        self.plans.append(plan)
+        for manifest in plan.create:
+            job_name = manifest["metadata"]["name"]
+            if job_name in self.jobs:
+                continue  # AlreadyExists: the idempotency the names buy
+            job = copy.deepcopy(manifest)
+            job["metadata"]["creationTimestamp"] = ts(self.now)
+            job["status"] = {"active": 1}
+            self.jobs[job_name] = job
+            self.created.append(job_name)
+        for job_name in plan.delete:
+            self.jobs.pop(job_name, None)
+        if plan.status is not None:
+            merged = {**(self.pipeline.get("status") or {}), **plan.status}
+            self.pipeline["status"] = {k: v for k, v in merged.items() if v is not None}
+        return plan
+
+    def settle(self, limit: int = 50) -> Plan:
+        """Reconcile until a reconcile changes nothing."""
+        for _ in range(limit):
+            plan = self.reconcile()
+            if not plan.create and not plan.delete and plan.status is None:
+                return plan
+        raise AssertionError("reconcile did not settle")
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+    # ------------------------------------------------------------------ jobs
+    def job_of(self, task: str, attempt: int | None = None) -> dict[str, Any]:
+        mine = [
+            j
+            for j in self.jobs.values()
+            if j["metadata"]["annotations"]["sluice.dev/task-name"] == task
+        ]
+        if attempt is not None:
+            mine = [
+                j for j in mine if j["metadata"]["labels"]["sluice.dev/attempt"] == str(attempt)
+            ]
+        assert mine, f"no job for {task}"
+        return max(
+            mine,
+            key=lambda j: (
+                int(j["metadata"]["labels"]["sluice.dev/run"]),
+                int(j["metadata"]["labels"]["sluice.dev/attempt"]),
+            ),
+        )
+
+    def active_tasks(self) -> set[str]:
+        return {
+            j["metadata"]["annotations"]["sluice.dev/task-name"]
+            for j in self.jobs.values()
+            if not j["status"].get("conditions")
+        }
+
+    def succeed(self, task: str) -> None:
+        job = self.job_of(task)
+        job["status"] = {
+            "succeeded": 1,
+            "completionTime": ts(self.now),
+            "conditions": [
+                {"type": "Complete", "status": "True", "lastTransitionTime": ts(self.now)}
+            ],
+        }
+
+    def fail(
+        self,
+        task: str,
+        reason: str = "PodFailurePolicy",
+        message: str = "Container main for pod ns/x failed with exit code 3 matching "
+        "FailJob rule at index 1",
+    ) -> None:
+        job = self.job_of(task)
+        job["status"] = {
+            "failed": 1,
+            "conditions": [
+                {
+                    "type": "Failed",
+                    "status": "True",
+                    "reason": reason,
+                    "message": message,
+                    "lastTransitionTime": ts(self.now),
+                }
+            ],
+        }
+
+    # ------------------------------------------------------------------ status
+    @property
+    def status(self) -> dict[str, Any]:
+        return self.pipeline.get("status") or {}
+
+    @property
+    def phase(self) -> str | None:
+        return self.status.get("phase")
+
+    def task_status(self, task: str) -> dict[str, Any]:
+        return next(t for t in self.status.get("tasks", []) if t["name"] == task)
+
+    def task_phase(self, task: str) -> str:
+        return self.task_status(task)["phase"]
+
+    def condition(self, type_: str) -> dict[str, Any]:
+        return next(c for c in self.status.get("conditions", []) if c["type"] == type_)
+
+    def annotate(self, key: str, value: str) -> None:
+        self.pipeline["metadata"]["annotations"][key] = value
+
+    def edit_spec(self, **changes: Any) -> None:
+        self.pipeline["spec"].update(changes)
+        self.pipeline["metadata"]["generation"] += 1
