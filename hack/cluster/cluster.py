@@ -132,6 +132,7 @@ TOOLS = [
     ),
     Tool("etcd", "go.etcd.io/etcd/server/v3", ("go.etcd.io/etcd/server/v3",)),
     Tool("kwok", "sigs.k8s.io/kwok", ("sigs.k8s.io/kwok/cmd/kwok",)),
+    Tool("helm", "helm.sh/helm/v4", ("helm.sh/helm/v4/cmd/helm",)),
 ]
 
 
