@@ -317,7 +317,9 @@ def test_operator_killed_mid_run_continues_exactly_where_it_was(
             # Kill it the moment some progress has been made (a new Job exists).
             before = len(s.jobs())
             wait_for(
-                lambda: len(s.jobs()) > before or s.status("chain").get("phase") == "Succeeded",
+                lambda before=before: (
+                    len(s.jobs()) > before or s.status("chain").get("phase") == "Succeeded"
+                ),
                 timeout=60,
                 what="progress",
             )
