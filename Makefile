@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 CLUSTER := $(PYTHON) hack/cluster/cluster.py
 export KUBECONFIG := $(CURDIR)/.cluster/kubeconfig
 
-.PHONY: help install cluster cluster-build cluster-down cluster-status dev test test-unit lint crds bench clean
+.PHONY: help install cluster cluster-build cluster-down cluster-status dev dev-down test test-unit lint crds clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -25,11 +25,20 @@ cluster-build:  ## compile the local control plane into the cache (once per vers
 cluster:  ## start the local control plane (idempotent); kubeconfig at .cluster/kubeconfig
 	$(CLUSTER) up
 
-cluster-down:  ## stop the local control plane and remove its state
+cluster-down: dev-down  ## stop the local control plane (and a `make dev` operator), remove its state
 	$(CLUSTER) down
 
 cluster-status:  ## show which components run
 	$(CLUSTER) status
+
+dev: install  ## local cluster + CRDs + operator + an example pipeline, shown as it progresses
+	bash hack/dev.sh
+
+dev-down:  ## stop the operator started by `make dev`
+	-@[ -f .cluster/pids/operator.pid ] && kill $$(cat .cluster/pids/operator.pid) 2>/dev/null; rm -f .cluster/pids/operator.pid; echo "operator stopped"
+
+crds: install  ## regenerate crds/ from the pydantic models in operator/sluice/api.py
+	$(PY) hack/gen_crds.py
 
 test: install  ## run the whole test suite (starts the local cluster when needed)
 	$(CLUSTER) build

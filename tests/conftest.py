@@ -3,6 +3,9 @@ and fresh namespaces per test."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -19,8 +22,19 @@ E2E_PREFIX = "e2e-"
 
 @pytest.fixture(scope="session")
 def cluster() -> Cluster:
-    """The real local control plane: started on first use, reused if already up."""
-    return ensure_cluster()
+    """The real local control plane: started on first use, reused if already up.
+
+    An operator left running by `make dev` watches every namespace and would act
+    on the tests' pipelines too, so it is stopped first.
+    """
+    c = ensure_cluster()
+    pidfile = c.kubeconfig.parent / "pids" / "operator.pid"
+    if pidfile.exists():
+        with contextlib.suppress(ValueError, ProcessLookupError):
+            os.kill(int(pidfile.read_text()), signal.SIGTERM)
+            print("stopped the operator started by `make dev` (tests run their own)")
+        pidfile.unlink(missing_ok=True)
+    return c
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,57 @@
+"""The examples double as end-to-end tests: what a newcomer applies must work."""
+
+from __future__ import annotations
+
+import pytest
+from kubernetes import client
+
+from support.cluster import ROOT, Cluster
+from support.pipelines import Sluice
+
+pytestmark = pytest.mark.cluster
+
+EXAMPLES = ROOT / "examples"
+
+
+def test_hello_and_ml_lifecycle_examples_succeed(
+    cluster: Cluster, api_client: client.ApiClient, e2e_namespace: str
+) -> None:
+    s = Sluice(api_client, e2e_namespace)
+    for name in ("hello.yaml", "ml-lifecycle.yaml"):
+        cluster.kubectl("apply", "-n", e2e_namespace, "-f", str(EXAMPLES / name))
+    assert s.wait_phase("hello", "Succeeded")["progress"] == "2/2"
+    st = s.wait_phase("churn-model", "Succeeded", timeout=120)
+    assert st["progress"] == "7/7"
+    train = s.jobs("churn-model")
+    container = next(
+        j.spec.template.spec.containers[0]
+        for j in train
+        if j.metadata.annotations["sluice.dev/task-name"] == "train"
+    )
+    assert container.command[-4:] == ["--data", "s3://acme/churn/2026-11-26", "--epochs", "5"]
+
+
+def test_degraded_example_degrades_then_recovers_when_the_task_is_fixed(
+    cluster: Cluster, api_client: client.ApiClient, e2e_namespace: str
+) -> None:
+    s = Sluice(api_client, e2e_namespace)
+    cluster.kubectl(
+        "apply", "-n", e2e_namespace, "-f", str(EXAMPLES / "degraded-and-recovered.yaml")
+    )
+    st = s.wait_phase("nightly", "Degraded", timeout=120)
+    tasks = {t["name"]: t for t in st["tasks"]}
+    assert tasks["load"]["attempts"] == 3
+    assert tasks["publish"]["phase"] == "Blocked"
+    # The fix the example's comment tells the reader to make.
+    cluster.kubectl(
+        "patch",
+        "task",
+        "flaky-load",
+        "-n",
+        e2e_namespace,
+        "--type=json",
+        "-p",
+        '[{"op":"remove","path":"/spec/podTemplate"}]',
+    )
+    st = s.wait_phase("nightly", "Succeeded", timeout=120)
+    assert {t["name"]: t["attempts"] for t in st["tasks"]} == {"load": 4, "publish": 1, "audit": 1}
