@@ -353,3 +353,27 @@ def test_handoff_is_event_driven(s: Sluice, operator: OperatorProcess) -> None:
     elapsed = time.monotonic() - started
     # Each pod runs ~1 s in the simulator; a 10 s requeue anywhere would show.
     assert elapsed < n * 1.0 + 10
+
+
+def test_a_job_name_taken_by_a_foreign_job_is_reported_not_adopted(s: Sluice) -> None:
+    from sluice.core.naming import job_name
+
+    squatter = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": job_name("squat", "a", 1, 1)},
+        "spec": {
+            "template": {
+                "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": BUSYBOX}]}
+            }
+        },
+    }
+    s.batch.create_namespaced_job(s.ns, squatter)
+    s.pipeline("squat", {"tasks": [inline("a")]})
+    wait_for(
+        lambda: "JobCreateFailed" in {e.reason for e in s.events("squat")},
+        timeout=60,
+        what="a JobCreateFailed event",
+    )
+    assert s.task_status("squat", "a").get("phase") != "Running"
+    assert "belongs to something else" in s.status("squat")["message"]

@@ -201,9 +201,18 @@ class Controller:
                 await self._call(self.kube.create_job, ns, manifest)
                 self.metrics.jobs_created.inc()
             except ApiException as e:
-                if e.status != 409:  # AlreadyExists: this attempt's Job is there
+                if e.status != 409:
                     self.metrics.job_api_errors.labels("create", str(e.status)).inc()
                     failures.append(f"{manifest['metadata']['name']}: {_api_reason(e)}")
+                    return
+                # AlreadyExists: this attempt's Job is there (we created it before a
+                # crash) -- unless the name belongs to someone else's object.
+                if not await self._owned(ns, manifest):
+                    self.metrics.job_api_errors.labels("create", "409").inc()
+                    failures.append(
+                        f"{manifest['metadata']['name']}: a Job of that name exists and "
+                        "belongs to something else"
+                    )
                     return
             seen = dict(manifest)
             seen["metadata"] = {
@@ -226,6 +235,8 @@ class Controller:
             message = "Could not create Jobs: " + "; ".join(failures[:3])
             log.warning("pipeline %s/%s: %s", ns, name, message)
             await self._event(worker, "Warning", "JobCreateFailed", message)
+            with contextlib.suppress(ApiException):
+                await self._call(self.kube.patch_status, ns, name, {"message": message})
             delay = _ERROR_BACKOFF[min(worker.errors, len(_ERROR_BACKOFF) - 1)]
             worker.errors += 1
             return delay
@@ -242,6 +253,18 @@ class Controller:
         for ev in plan.events:
             await self._event(worker, ev.type, ev.reason, ev.message)
         return plan.requeue_after
+
+    async def _owned(self, ns: str, manifest: dict[str, Any]) -> bool:
+        try:
+            existing = await self._call(self.kube.read_job, ns, manifest["metadata"]["name"])
+        except ApiException:
+            return True  # gone again, or unreadable: the next reconcile sees the truth
+        meta = existing.get("metadata") or {}
+        want_uid = manifest["metadata"]["ownerReferences"][0]["uid"]
+        want_task = manifest["metadata"]["annotations"].get("sluice.dev/task-name")
+        owners = {o.get("uid") for o in meta.get("ownerReferences") or []}
+        task = (meta.get("annotations") or {}).get("sluice.dev/task-name")
+        return want_uid in owners and task == want_task
 
     async def _event(self, worker: _Worker, type_: str, reason: str, message: str) -> None:
         try:

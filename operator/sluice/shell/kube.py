@@ -47,6 +47,11 @@ class Kube:
     def create_job(self, namespace: str, manifest: dict[str, Any]) -> None:
         self.batch.create_namespaced_job(namespace, manifest, _preload_content=False)
 
+    def read_job(self, namespace: str, name: str) -> dict[str, Any]:
+        resp = self.batch.read_namespaced_job(name, namespace, _preload_content=False)
+        data: dict[str, Any] = json.loads(resp.data)
+        return data
+
     def delete_job(self, namespace: str, name: str) -> None:
         self.batch.delete_namespaced_job(
             name, namespace, propagation_policy="Background", _preload_content=False
