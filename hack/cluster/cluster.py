@@ -53,6 +53,10 @@ PORTS = {
     "kwok": PORT_BASE + 47,
 }
 NODE_COUNT = int(os.environ.get("SLUICE_CLUSTER_NODES", "2"))
+# kube-controller-manager's --controllers. The benchmarks set it to
+# "*,-job-controller,-cronjob-controller" so that they, not the Job controller,
+# mark their Jobs complete (and so measure the operator, not the simulator).
+CONTROLLERS = os.environ.get("SLUICE_CLUSTER_CONTROLLERS", "*")
 READY_TIMEOUT = float(os.environ.get("SLUICE_CLUSTER_READY_TIMEOUT", "120"))
 COMPONENTS = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"]
 
@@ -352,6 +356,8 @@ def _start(name: str, args: list[str]) -> None:
     logs = STATE / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     _pidfile(name).parent.mkdir(parents=True, exist_ok=True)
+    # Kept so `restart NAME` can bring a component back exactly as it was.
+    _pidfile(name).with_suffix(".args").write_text(json.dumps(args))
     with open(logs / f"{name}.log", "ab") as out:
         proc = subprocess.Popen(
             [str(binary(name)), *args],
@@ -551,6 +557,7 @@ def up() -> None:
             "--kube-api-qps=200",
             "--kube-api-burst=400",
             "--concurrent-job-syncs=20",
+            f"--controllers={CONTROLLERS}",
             "--v=1",
         ],
     )
@@ -608,6 +615,22 @@ def down(keep_state: bool = False, quiet: bool = False) -> None:
         log("down" + (" (state kept)" if keep_state else ", state removed"))
 
 
+def restart(name: str) -> None:
+    """Stop one component and start it again with the same flags (fault tests)."""
+    if name not in COMPONENTS:
+        raise SystemExit(f"unknown component {name}; one of {', '.join(COMPONENTS)}")
+    args = json.loads(_pidfile(name).with_suffix(".args").read_text())
+    _stop(name)
+    started = time.monotonic()
+    _start(name, args)
+    if name == "etcd":
+        etcd_url = f"http://127.0.0.1:{PORTS['etcd-client']}"
+        _wait("etcd", lambda: _get(f"{etcd_url}/health")[0] == 200)
+    elif name == "kube-apiserver":
+        _wait("kube-apiserver /readyz", apiserver_ready)
+    log(f"restarted {name} in {time.monotonic() - started:.1f}s")
+
+
 def print_usage() -> None:
     kubectl_dir = binary("kubectl").parent
     print(
@@ -645,6 +668,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("status", help="exit 0 when the cluster is up")
     sub.add_parser("env", help="print shell exports for KUBECONFIG and PATH")
     sub.add_parser("bin", help="print the directory holding the built binaries")
+    r = sub.add_parser("restart", help="restart one component with the same flags")
+    r.add_argument("component", choices=COMPONENTS)
     a = p.parse_args(argv)
     if a.cmd == "build":
         build(force=a.force)
@@ -656,6 +681,8 @@ def main(argv: list[str] | None = None) -> int:
         return status()
     elif a.cmd == "env":
         env()
+    elif a.cmd == "restart":
+        restart(a.component)
     elif a.cmd == "bin":
         for tool in TOOLS:
             print(tool.bindir)

@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sluice.shell.leader import LeaderElector
 
 __all__ = ["main"]
 
@@ -36,6 +41,29 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=8080,
         help="liveness endpoint port (/healthz); 0 disables it",
+    )
+    run.add_argument(
+        "--leader-elect",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="act only while holding a coordination.k8s.io Lease (one leader per set of "
+        "watched namespaces); --no-leader-elect for a single replica you fully trust",
+    )
+    run.add_argument(
+        "--leader-election-namespace",
+        default=None,
+        help="namespace of the Lease (default: the pod's namespace, else 'default')",
+    )
+    run.add_argument(
+        "--leader-election-id",
+        default=None,
+        help="name of the Lease (default: derived from the watched namespaces)",
+    )
+    run.add_argument(
+        "--lease-duration",
+        type=float,
+        default=15.0,
+        help="seconds a leader's Lease lasts without renewal (failover time after a crash)",
     )
     run.add_argument(
         "--log-level",
@@ -73,13 +101,51 @@ def _run(args: argparse.Namespace) -> int:
         start_http_server(args.metrics_port, addr=args.metrics_address)
     liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
     namespaces = args.namespaces or []
-    asyncio.run(
-        kopf.operator(
-            clusterwide=not namespaces,
-            namespaces=namespaces,
-            standalone=True,
-            memo=kopf.Memo(metrics=metrics),
-            liveness_endpoint=liveness,
+    elector = None
+    if args.leader_elect:
+        elector = _elect(args, namespaces)
+    try:
+        asyncio.run(
+            kopf.operator(
+                clusterwide=not namespaces,
+                namespaces=namespaces,
+                standalone=True,  # one actor is guaranteed by the Lease, not kopf peering
+                memo=kopf.Memo(metrics=metrics),
+                liveness_endpoint=liveness,
+            )
         )
-    )
+    finally:
+        if elector is not None:
+            elector.release()
     return 0
+
+
+def _elect(args: argparse.Namespace, namespaces: list[str]) -> LeaderElector:
+    """Wait until this process leads; exit at once if it ever stops leading."""
+    from sluice.shell.kube import load_client
+    from sluice.shell.leader import (
+        LeaderElector,
+        default_lease_name,
+        default_lease_namespace,
+        new_identity,
+    )
+
+    elector = LeaderElector(
+        load_client(pool_size=2),
+        namespace=args.leader_election_namespace or default_lease_namespace(),
+        name=args.leader_election_id or default_lease_name(namespaces),
+        identity=new_identity(),
+        lease_duration=args.lease_duration,
+        renew_deadline=args.lease_duration * 2 / 3,
+        retry_period=max(args.lease_duration / 7.5, 0.2),
+    )
+    elector.acquire()
+
+    def lost() -> None:
+        # Another replica may act from now on: stop acting at once, the
+        # controller-runtime way. The pod restarts and waits as a follower.
+        logging.getLogger("sluice").critical("lost leadership; exiting")
+        os._exit(3)
+
+    elector.keep_renewing(lost)
+    return elector

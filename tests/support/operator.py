@@ -54,6 +54,10 @@ class OperatorProcess:
         ]
         for ns in self.namespaces:
             args += ["--namespace", ns]
+        if not any(a.startswith(("--lease-duration", "--no-leader-elect")) for a in args):
+            # A killed leader's lease must expire before a restarted operator
+            # acts: keep that wait short in tests (production default: 15 s).
+            args += ["--lease-duration", "4"]
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1"}
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         out = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
