@@ -352,6 +352,10 @@ def _alive(name: str) -> bool:
     return Path(cmdline).name == name
 
 
+_STARTED: dict[str, subprocess.Popen[bytes]] = {}
+"""Components this process started: their exit is known for sure via poll()."""
+
+
 def _start(name: str, args: list[str]) -> None:
     logs = STATE / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -368,6 +372,7 @@ def _start(name: str, args: list[str]) -> None:
             cwd=STATE,
         )
     _pidfile(name).write_text(str(proc.pid))
+    _STARTED[name] = proc
 
 
 def _stop(name: str, timeout: float = 15) -> None:
@@ -402,7 +407,7 @@ def _wait(what: str, check: Callable[[], bool], timeout: float = READY_TIMEOUT) 
     while time.monotonic() < deadline:
         if check():
             return
-        dead = [c for c in COMPONENTS if _pidfile(c).exists() and not _alive(c)]
+        dead = [c for c, p in _STARTED.items() if p.poll() is not None]
         if dead:
             tail = (STATE / "logs" / f"{dead[0]}.log").read_text(errors="replace")[-3000:]
             raise SystemExit(f"{dead[0]} exited while waiting for {what}:\n{tail}")
