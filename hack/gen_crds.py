@@ -45,6 +45,7 @@ _CONSTRAINTS = (
     "pattern",
     "minItems",
     "maxItems",
+    "maxProperties",
 )
 _FORMATS = frozenset({"date-time"})
 # Keywords pydantic emits that carry nothing for Kubernetes.
@@ -68,6 +69,11 @@ def structural(schema: dict[str, Any], defs: dict[str, Any], path: str) -> dict[
         target = dict(defs[node.pop("$ref").removeprefix("#/$defs/")])
         target.pop("description", None)
         return structural({**target, **node}, defs, path)
+
+    if node.get("x-kubernetes-int-or-string"):
+        # Kubernetes' own spelling of an int-or-string (e.g. a resource quantity), which
+        # the models state verbatim: anyOf [integer, string], no type.
+        return _ordered(node)
 
     if "anyOf" in node:
         options = [o for o in node.pop("anyOf") if o != {"type": "null"}]
@@ -262,7 +268,7 @@ def task_crd() -> dict[str, Any]:
     """The Task CRD: a reusable unit of work; it has no status of its own."""
     schema = _object_schema(
         "Task is a reusable unit of work that Pipelines run as a Kubernetes Job.",
-        model_schema(api.TaskSpec, "The container the task runs, with its retry policy."),
+        model_schema(api.TaskObjectSpec, "The container the task runs, with its retry policy."),
         None,
     )
     columns = [{"name": "Image", "type": "string", "jsonPath": ".spec.image"}, _AGE]

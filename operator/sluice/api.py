@@ -19,6 +19,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     StringConstraints,
+    WithJsonSchema,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -26,9 +27,15 @@ from pydantic.alias_generators import to_camel
 __all__ = [
     "API_VERSION",
     "DNS_LABEL_PATTERN",
+    "DNS_SUBDOMAIN_PATTERN",
     "GROUP",
+    "IMAGE_MESSAGE",
+    "IMAGE_PATTERN",
+    "MAX_SECONDS",
+    "PARAM_NAME_PATTERN",
     "PIPELINE_KIND",
     "PIPELINE_PLURAL",
+    "QUANTITY_PATTERN",
     "RERUN_ANNOTATION",
     "RETRY_ANNOTATION",
     "TASK_KIND",
@@ -47,6 +54,7 @@ __all__ = [
     "PipelineStatus",
     "PipelineTask",
     "RetryPolicy",
+    "TaskObjectSpec",
     "TaskPhase",
     "TaskRef",
     "TaskSpec",
@@ -73,7 +81,44 @@ RERUN_ANNOTATION: Final = f"{GROUP}/rerun"
 #: RFC 1123 label: step names end up in Job names and label values, which require it.
 DNS_LABEL_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
+#: RFC 1123 subdomain: the names of Tasks and ServiceAccounts.
+DNS_SUBDOMAIN_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+#: What ``$(params.NAME)`` can refer to (sluice.core.params.PARAM_REF): a declared name
+#: outside this pattern could never be used.
+PARAM_NAME_PATTERN: Final = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
+
+# A container image reference, as the kubelet parses it (the grammar of
+# github.com/distribution/reference): [domain[:port]/]path[:tag][@digest], the path in
+# lowercase. Written for both RE2 (the API server's CEL) and Python's re: in Python match
+# it with ``re.fullmatch(IMAGE_PATTERN, s, re.ASCII)`` (``$`` also matches before a final
+# newline there, and ``\d``/``\w`` are Unicode-wide without re.ASCII).
+_DOMAIN_PART = r"[a-zA-Z\d](?:[a-zA-Z\d-]*[a-zA-Z\d])?"
+_DOMAIN = rf"(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*|\[[a-fA-F\d:]+\])(?::\d+)?"
+_PATH_PART = r"[a-z\d]+(?:(?:[._]|__|-+)[a-z\d]+)*"
+_TAG = r"\w[\w.-]{0,127}"
+_DIGEST = r"[A-Za-z][A-Za-z\d]*(?:[-_+.][A-Za-z][A-Za-z\d]*)*:[a-fA-F\d]{32,}"
+IMAGE_PATTERN: Final = (
+    rf"^(?:{_DOMAIN}/)?{_PATH_PART}(?:/{_PATH_PART})*(?::{_TAG})?(?:@{_DIGEST})?$"
+)
+IMAGE_MESSAGE: Final = (
+    "is not a valid image reference: [registry[:port]/]name[:tag][@digest], the name in lowercase"
+)
+_MAX_IMAGE: Final = 1024
+
+#: A Kubernetes resource quantity (k8s.io/apimachinery resource.Quantity), e.g. 500m, 4Gi.
+QUANTITY_PATTERN: Final = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+
+#: Upper bound of every duration in seconds: an int32, like the Kubernetes fields they
+#: become, and small enough that no date computed from one overflows.
+MAX_SECONDS: Final = 2**31 - 1
+
 _DnsLabel = Annotated[str, StringConstraints(pattern=DNS_LABEL_PATTERN, max_length=63)]
+_DnsSubdomain = Annotated[str, StringConstraints(pattern=DNS_SUBDOMAIN_PATTERN, max_length=253)]
+_ParamName = Annotated[str, StringConstraints(pattern=PARAM_NAME_PATTERN, max_length=253)]
 _FreeForm = dict[str, Any]
 
 # Upper bounds on lists: they keep the API server's CEL cost estimates within budget.
@@ -90,6 +135,104 @@ _BY_NAME: Final[dict[str, Any]] = {
     "x-kubernetes-list-map-keys": ["name"],
 }
 _SET: Final[dict[str, Any]] = {"x-kubernetes-list-type": "set"}
+
+
+# --- Kubernetes types kept as plain dicts in Python, with their structure in the CRD ---------
+# The operator copies env, envFrom and resources into the Job verbatim, so Python keeps them
+# as dicts; the CRD still spells their structure out, so the API server refuses a typo
+# (`valeu:`), a number where Kubernetes wants a string, or a malformed quantity at apply time
+# instead of the Job creation failing later.
+
+
+def _str(description: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "string", "description": description, **extra}
+
+
+_QUANTITY: Final[dict[str, Any]] = {
+    "anyOf": [{"type": "integer"}, {"type": "string"}],
+    "pattern": QUANTITY_PATTERN,
+    "x-kubernetes-int-or-string": True,
+}
+_RESOURCE_LIST_PROPERTIES: Final = 32
+_ENV_VAR_SCHEMA: Final[dict[str, Any]] = {
+    "type": "object",
+    "properties": {
+        "name": _str("Name of the variable.", minLength=1),
+        "value": _str("Value of the variable; may use $(params.X)."),
+        "valueFrom": {
+            "type": "object",
+            "description": "Source of the value (Kubernetes EnvVarSource); exclusive with value.",
+        },
+    },
+    "required": ["name"],
+    "x-kubernetes-validations": [
+        {
+            "rule": "!(has(self.value) && has(self.valueFrom))",
+            "message": "an env variable has a value or a valueFrom, not both",
+        }
+    ],
+}
+
+
+def _source_ref(kind: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": f"The {kind} to take every key of as a variable.",
+        "properties": {
+            "name": _str(f"Name of the {kind}.", minLength=1),
+            "optional": {"type": "boolean", "description": f"Whether the {kind} may be absent."},
+        },
+        "required": ["name"],
+    }
+
+
+_ENV_FROM_SCHEMA: Final[dict[str, Any]] = {
+    "type": "object",
+    "properties": {
+        "prefix": _str("Prefix added to every variable name."),
+        "configMapRef": _source_ref("ConfigMap"),
+        "secretRef": _source_ref("Secret"),
+    },
+    "x-kubernetes-validations": [
+        {
+            "rule": "has(self.configMapRef) != has(self.secretRef)",
+            "message": "an envFrom source has exactly one of configMapRef and secretRef",
+        }
+    ],
+}
+_RESOURCES_SCHEMA: Final[dict[str, Any]] = {
+    "type": "object",
+    "properties": {
+        "limits": {
+            "type": "object",
+            "description": "Most of each resource the container may use, e.g. cpu: 2, memory: 4Gi.",
+            "maxProperties": _RESOURCE_LIST_PROPERTIES,
+            "additionalProperties": _QUANTITY,
+        },
+        "requests": {
+            "type": "object",
+            "description": "Resources the scheduler reserves for the container.",
+            "maxProperties": _RESOURCE_LIST_PROPERTIES,
+            "additionalProperties": _QUANTITY,
+        },
+        "claims": {
+            "type": "array",
+            "description": "Dynamic resource claims of the pod the container uses.",
+            "maxItems": 16,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "name": _str("Name of a resource claim of the pod.", minLength=1),
+                    "request": _str("Request of the claim to use."),
+                },
+                "required": ["name"],
+            },
+        },
+    },
+}
+_EnvVar = Annotated[_FreeForm, WithJsonSchema(_ENV_VAR_SCHEMA)]
+_EnvFromSource = Annotated[_FreeForm, WithJsonSchema(_ENV_FROM_SCHEMA)]
+_Resources = Annotated[_FreeForm, WithJsonSchema(_RESOURCES_SCHEMA)]
 
 
 def _utc_seconds(value: datetime) -> datetime:
@@ -141,13 +284,20 @@ class Backoff(_Model):
     """Growing delays between attempts, so a struggling dependency is not hammered."""
 
     initial_seconds: int = Field(
-        default=10, ge=0, description="Delay before the first retry, in seconds."
+        default=10, ge=0, le=MAX_SECONDS, description="Delay before the first retry, in seconds."
     )
     factor: float = Field(
-        default=2.0, ge=1, description="Multiplier applied to the delay after each retry."
+        default=2.0,
+        ge=1,
+        le=1000,
+        allow_inf_nan=False,
+        description="Multiplier applied to the delay after each retry.",
     )
     max_seconds: int = Field(
-        default=600, ge=0, description="Upper bound on the delay between two attempts, in seconds."
+        default=600,
+        ge=0,
+        le=MAX_SECONDS,
+        description="Upper bound on the delay between two attempts, in seconds.",
     )
 
 
@@ -157,6 +307,7 @@ class RetryPolicy(_Model):
     limit: int = Field(
         default=2,
         ge=0,
+        le=MAX_SECONDS,
         description="Extra attempts after the first one; 0 disables retries.",
     )
     backoff: Backoff = Field(
@@ -186,8 +337,11 @@ class RetryPolicy(_Model):
 class ParamSpec(_Model):
     """A parameter a Task declares, so a Pipeline can reuse it with different inputs."""
 
-    name: str = Field(
-        min_length=1, description="Parameter name, referenced as $(params.NAME) in the task."
+    name: _ParamName = Field(
+        description=(
+            "Parameter name, referenced as $(params.NAME) in the task: a letter or '_', then "
+            "letters, digits, '_', '.' or '-'."
+        )
     )
     default: str | None = Field(
         default=None, description="Value used when neither the step nor the pipeline sets one."
@@ -200,16 +354,14 @@ class ParamSpec(_Model):
 class ParamValue(_Model):
     """A value given to a parameter by a Pipeline or one of its steps."""
 
-    name: str = Field(min_length=1, description="Name of the parameter.")
+    name: _ParamName = Field(description="Name of the parameter.")
     value: str = Field(description="Value of the parameter.")
 
 
 class TaskRef(_Model):
     """Points a step at a reusable Task in the pipeline's namespace."""
 
-    name: str = Field(
-        min_length=1,
-        max_length=253,
+    name: _DnsSubdomain = Field(
         description="Name of a Task in the same namespace as the Pipeline.",
     )
 
@@ -217,7 +369,11 @@ class TaskRef(_Model):
 class TaskSpec(_Model):
     """What one task runs: the Job's container plus retry and timeout policy."""
 
-    image: str = Field(min_length=1, description="Container image to run.")
+    image: str = Field(
+        min_length=1,
+        max_length=_MAX_IMAGE,
+        description="Container image to run, e.g. busybox:1.36 or ghcr.io/acme/etl@sha256:...",
+    )
     command: list[str] | None = Field(
         default=None,
         max_length=_MAX_ARGS,
@@ -228,22 +384,22 @@ class TaskSpec(_Model):
         max_length=_MAX_ARGS,
         description="Arguments to the entrypoint (replace the image's CMD); may use $(params.X).",
     )
-    env: list[_FreeForm] | None = Field(
+    env: list[_EnvVar] | None = Field(
         default=None,
         max_length=_MAX_ENV,
         description="Environment variables (Kubernetes EnvVar list); may use $(params.X).",
     )
-    env_from: list[_FreeForm] | None = Field(
+    env_from: list[_EnvFromSource] | None = Field(
         default=None,
         max_length=_MAX_ENV_FROM,
         description="Sources of environment variables (Kubernetes EnvFromSource list).",
     )
-    resources: _FreeForm | None = Field(
+    resources: _Resources | None = Field(
         default=None,
         description="Compute resources of the container (Kubernetes ResourceRequirements).",
     )
     working_dir: str | None = Field(default=None, description="Working directory of the container.")
-    service_account_name: str | None = Field(
+    service_account_name: _DnsSubdomain | None = Field(
         default=None, description="ServiceAccount the task's pods run as."
     )
     pod_template: _FreeForm | None = Field(
@@ -261,6 +417,7 @@ class TaskSpec(_Model):
     timeout_seconds: int | None = Field(
         default=None,
         ge=1,
+        le=MAX_SECONDS,
         description="Time limit of one attempt, in seconds (the Job's activeDeadlineSeconds).",
     )
     params: list[ParamSpec] = Field(
@@ -268,6 +425,26 @@ class TaskSpec(_Model):
         max_length=_MAX_PARAMS,
         json_schema_extra=_BY_NAME,
         description="Parameters the task accepts.",
+    )
+
+
+class TaskObjectSpec(TaskSpec):
+    """The spec of a Task object: a TaskSpec whose image the API server checks in CEL.
+
+    Only here: for the up to 1000 inline tasks of a Pipeline the regular expression would
+    exceed the API server's CEL cost budget, so there the webhook (and the operator) check
+    the same pattern, with the same message.
+    """
+
+    image: str = Field(
+        min_length=1,
+        max_length=_MAX_IMAGE,
+        description="Container image to run, e.g. busybox:1.36 or ghcr.io/acme/etl@sha256:...",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": f"self.matches(r'{IMAGE_PATTERN}')", "message": IMAGE_MESSAGE}
+            ]
+        },
     )
 
 
@@ -317,6 +494,7 @@ class PipelineTask(_Model):
     timeout_seconds: int | None = Field(
         default=None,
         ge=1,
+        le=MAX_SECONDS,
         description="Time limit of one attempt of this step, in seconds; overrides the Task's.",
     )
 
@@ -355,7 +533,7 @@ class PipelineSpec(_Model):
         ),
     )
     timeout_seconds: int | None = Field(
-        default=None, ge=1, description="Time limit of the whole run, in seconds."
+        default=None, ge=1, le=MAX_SECONDS, description="Time limit of the whole run, in seconds."
     )
     suspend: bool = Field(
         default=False,
@@ -364,6 +542,7 @@ class PipelineSpec(_Model):
     ttl_seconds_after_finished: int | None = Field(
         default=None,
         ge=0,
+        le=MAX_SECONDS,
         description="Delete the Jobs of a finished run this many seconds after it finishes.",
     )
     job_retention: JobRetention = Field(

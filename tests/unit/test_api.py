@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -453,3 +454,97 @@ def test_dump_omits_unset_optionals_and_uses_camel_case() -> None:
         "ttlSecondsAfterFinished": 60,
         "jobRetention": "Failed",
     }
+
+
+# --- bounds and name patterns (mirrored in the CRD schema) ----------------------------------
+
+
+@pytest.mark.parametrize("name", ["Foo", "a_b", "-a", "a..b", "x" * 254, ""])
+def test_task_refs_that_are_not_dns_subdomains_are_rejected(name: str) -> None:
+    with pytest.raises(ValidationError):
+        parse_pipeline_spec({"tasks": [{"name": "a", "taskRef": {"name": name}}]})
+
+
+@pytest.mark.parametrize("name", ["1x", "a b", "$x", "", "a/b", "ä"])
+def test_parameter_names_that_no_reference_could_use_are_rejected(name: str) -> None:
+    with pytest.raises(ValidationError):
+        parse_task_spec({"image": "x", "params": [{"name": name}]})
+    with pytest.raises(ValidationError):
+        parse_pipeline_spec({"params": [{"name": name, "value": "v"}], "tasks": [{"name": "a"}]})
+
+
+@pytest.mark.parametrize("name", ["x", "_x", "data.set", "learning-rate", "X_1"])
+def test_parameter_names_usable_in_references_are_accepted(name: str) -> None:
+    assert parse_task_spec({"image": "x", "params": [{"name": name}]}).params[0].name == name
+
+
+@pytest.mark.parametrize(
+    "retry",
+    [
+        {"limit": api.MAX_SECONDS + 1},
+        {"backoff": {"initialSeconds": api.MAX_SECONDS + 1}},
+        {"backoff": {"maxSeconds": 2**62}},
+        {"backoff": {"factor": 1001}},
+        {"backoff": {"factor": float("inf")}},
+        {"backoff": {"factor": float("nan")}},
+    ],
+)
+def test_retry_values_beyond_the_bounds_are_rejected(retry: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        parse_task_spec({"image": "x", "retry": retry})
+
+
+def test_durations_beyond_an_int32_are_rejected_so_no_date_overflows() -> None:
+    too_long = api.MAX_SECONDS + 1
+    with pytest.raises(ValidationError):
+        parse_task_spec({"image": "x", "timeoutSeconds": too_long})
+    for field in ("timeoutSeconds", "ttlSecondsAfterFinished"):
+        with pytest.raises(ValidationError):
+            parse_pipeline_spec(
+                {"tasks": [{"name": "a", "taskRef": {"name": "t"}}], field: too_long}
+            )
+    assert parse_task_spec({"image": "x", "timeoutSeconds": api.MAX_SECONDS}).timeout_seconds
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "busybox",
+        "busybox:1.36",
+        "ghcr.io/acme/churn-train:1.4",
+        "localhost:5000/team/app:v1.2.3-rc.1",
+        "registry.k8s.io/pause:3.9",
+        "library/busybox@sha256:" + "a" * 64,
+        "gcr.io/x/y:latest@sha256:" + "0" * 64,
+        "[::1]:5000/foo",
+        "a__b",
+        "a--b.c_d",
+        "Registry.Example.com/app",
+    ],
+)
+def test_valid_image_references_match_the_image_pattern(image: str) -> None:
+    assert re.fullmatch(api.IMAGE_PATTERN, image, re.ASCII)
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "Busybox",
+        "busybox:",
+        "busybox:1.36 ",
+        " busybox",
+        "busybox\n",
+        "-x",
+        "a/",
+        "a//b",
+        "a___b",
+        ":tag",
+        "busybox:ta g",
+        "busybox@sha256:abc",
+        "busybox:" + "x" * 129,
+        "bü",
+        "b\u0663",
+    ],
+)
+def test_invalid_image_references_do_not_match_the_image_pattern(image: str) -> None:
+    assert not re.fullmatch(api.IMAGE_PATTERN, image, re.ASCII)

@@ -162,6 +162,11 @@ def test_leaf_defaults_in_the_schema_are_the_model_defaults() -> None:
 @pytest.mark.parametrize("crd", [PIPELINE, TASK], ids=["pipeline", "task"])
 def test_schema_is_structural(crd: dict[str, Any]) -> None:
     for path, node in _nodes(_root(crd)):
+        if node.get("x-kubernetes-int-or-string"):
+            # Kubernetes' own int-or-string spelling (resource quantities): no type.
+            assert "type" not in node, path
+            assert node["anyOf"] == [{"type": "integer"}, {"type": "string"}], path
+            continue
         assert "type" in node or node.get("x-kubernetes-preserve-unknown-fields"), path
         assert not {"$ref", "$defs", "anyOf", "oneOf", "allOf", "not", "title"} & node.keys(), path
         if node.get("type") == "object" and "properties" not in node and path != ".metadata":
@@ -257,11 +262,75 @@ def test_timestamps_are_date_time_strings() -> None:
 def test_free_form_kubernetes_types_preserve_unknown_fields() -> None:
     task = _root(TASK)["properties"]["spec"]["properties"]
 
-    for field in ("resources", "podTemplate"):
-        assert task[field]["type"] == "object"
-        assert task[field]["x-kubernetes-preserve-unknown-fields"] is True
-    for field in ("env", "envFrom"):
-        assert task[field]["items"]["x-kubernetes-preserve-unknown-fields"] is True
+    assert task["podTemplate"]["type"] == "object"
+    assert task["podTemplate"]["x-kubernetes-preserve-unknown-fields"] is True
+    assert task["env"]["items"]["properties"]["valueFrom"]["x-kubernetes-preserve-unknown-fields"]
+
+
+def test_env_env_from_and_resources_are_typed_so_typos_are_refused_at_apply() -> None:
+    # Python keeps them as dicts (copied into the Job verbatim); the CRD spells them out.
+    task = _root(TASK)["properties"]["spec"]["properties"]
+    env = task["env"]["items"]
+    env_from = task["envFrom"]["items"]
+    resources = task["resources"]
+
+    assert env["required"] == ["name"]
+    assert env["properties"]["value"]["type"] == "string"
+    assert [r["message"] for r in env["x-kubernetes-validations"]] == [
+        "an env variable has a value or a valueFrom, not both"
+    ]
+    assert set(env_from["properties"]) == {"prefix", "configMapRef", "secretRef"}
+    assert env_from["x-kubernetes-validations"][0]["rule"] == (
+        "has(self.configMapRef) != has(self.secretRef)"
+    )
+    assert set(resources["properties"]) == {"limits", "requests", "claims"}
+    for key in ("limits", "requests"):
+        quantity = resources["properties"][key]["additionalProperties"]
+        assert quantity["x-kubernetes-int-or-string"] is True
+        assert quantity["pattern"] == api.QUANTITY_PATTERN
+    for node in (env, env_from, resources):
+        assert "x-kubernetes-preserve-unknown-fields" not in node
+    # The models still accept them as plain dicts.
+    spec = api.parse_task_spec({"image": "x", "resources": {"limits": {"cpu": 1}}})
+    assert spec.resources == {"limits": {"cpu": 1}}
+
+
+def test_task_image_carries_the_image_reference_rule_and_the_pipeline_does_not() -> None:
+    # 1000 inline tasks x the regex exceed the API server's CEL cost budget, so for inline
+    # tasks the webhook and the operator check the same pattern (sluice.core.validation).
+    image = _root(TASK)["properties"]["spec"]["properties"]["image"]
+    step = _root(PIPELINE)["properties"]["spec"]["properties"]["tasks"]["items"]
+    inline_image = step["properties"]["task"]["properties"]["image"]
+
+    assert image["x-kubernetes-validations"] == [
+        {"rule": f"self.matches(r'{api.IMAGE_PATTERN}')", "message": api.IMAGE_MESSAGE}
+    ]
+    assert image["maxLength"] == inline_image["maxLength"] == 1024
+    assert "x-kubernetes-validations" not in inline_image
+
+
+def test_names_and_bounds_the_schema_enforces() -> None:
+    task = _root(TASK)["properties"]["spec"]["properties"]
+    spec = _root(PIPELINE)["properties"]["spec"]["properties"]
+    step = spec["tasks"]["items"]["properties"]
+
+    assert step["taskRef"]["properties"]["name"]["pattern"] == api.DNS_SUBDOMAIN_PATTERN
+    assert task["serviceAccountName"]["pattern"] == api.DNS_SUBDOMAIN_PATTERN
+    for params in (task["params"], spec["params"], step["params"]):
+        assert params["items"]["properties"]["name"]["pattern"] == api.PARAM_NAME_PATTERN
+    backoff = task["retry"]["properties"]["backoff"]["properties"]
+    for node in (
+        task["timeoutSeconds"],
+        step["timeoutSeconds"],
+        spec["timeoutSeconds"],
+        spec["ttlSecondsAfterFinished"],
+        task["retry"]["properties"]["limit"],
+        backoff["initialSeconds"],
+        backoff["maxSeconds"],
+    ):
+        assert node["maximum"] == api.MAX_SECONDS == 2**31 - 1
+    assert backoff["factor"]["maximum"] == 1000
+    assert spec["maxParallel"]["minimum"] == 1
 
 
 # --- names, columns, subresources ------------------------------------------------------
