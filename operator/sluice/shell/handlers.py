@@ -75,6 +75,11 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.posting.level = logging.WARNING
     settings.execution.max_workers = 8
     settings.persistence.finalizer = f"{GROUP}/finalizer"
+    # No runtime scanning of namespaces and CRDs: namespaces are exact names
+    # (never globs) and the CRDs are installed before the operator. Least-privilege
+    # RBAC grants neither, and kopf would otherwise retry the refused list calls
+    # with backoff (about a minute) before it starts watching in namespaced mode.
+    settings.scanning.disabled = True
     metrics: Metrics = memo.metrics
     memo.controller = Controller(
         Kube(load_client()),
