@@ -1,0 +1,100 @@
+{{/*
+Names and labels shared by the templates.
+*/}}
+
+{{- define "sluice.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The full name: RELEASE-sluice, or RELEASE alone when it already contains the
+chart name. Truncated to 63 characters (some name fields are DNS labels).
+*/}}
+{{- define "sluice.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "sluice.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels that select the operator's pods (never change them on upgrade). */}}
+{{- define "sluice.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "sluice.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "sluice.labels" -}}
+helm.sh/chart: {{ include "sluice.chart" . }}
+{{ include "sluice.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: operator
+app.kubernetes.io/part-of: sluice
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "sluice.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "sluice.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "sluice.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* The metrics Service's name; the "up" alert selects its scrape job by it. */}}
+{{- define "sluice.metricsServiceName" -}}
+{{- printf "%s-metrics" (include "sluice.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* True (non-empty) when the cluster serves the prometheus-operator API. */}}
+{{- define "sluice.hasMonitoringApi" -}}
+{{- if .Capabilities.APIVersions.Has "monitoring.coreos.com/v1" }}true{{ end }}
+{{- end }}
+
+{{/*
+What the operator does in each namespace it watches, and nothing more:
+  - Jobs: it lists and watches them (kopf), creates one per task attempt and
+    deletes superseded or expired ones. No get/update/patch: it never edits a Job.
+  - Pipelines and Tasks: list and watch only (it never creates, edits or deletes
+    them; users do).
+  - pipelines/status: it writes the status subresource (merge patch).
+  - pipelines/finalizers: its Jobs carry an ownerReference with
+    blockOwnerDeletion, which clusters running the OwnerReferencesPermissionEnforcement
+    admission plugin allow only with update on the owner's finalizers.
+  - Events: it posts one per significant transition of a pipeline.
+No Secrets, no Pods, no RBAC objects.
+*/}}
+{{- define "sluice.workloadRules" -}}
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["list", "watch", "create", "delete"]
+- apiGroups: ["sluice.dev"]
+  resources: ["pipelines", "tasks"]
+  verbs: ["list", "watch"]
+- apiGroups: ["sluice.dev"]
+  resources: ["pipelines/status"]
+  verbs: ["patch"]
+- apiGroups: ["sluice.dev"]
+  resources: ["pipelines/finalizers"]
+  verbs: ["update"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+{{- end }}

@@ -1,0 +1,520 @@
+"""The Helm chart, installed for real on the local control plane.
+
+What `helm template` renders is applied server-side, as with the plain
+manifests. The operator then runs authenticated as the chart's ServiceAccount
+(a bound token from the TokenRequest API) against the RBAC-enforcing API
+server: whatever the chart's RBAC lacks makes a pipeline stall, whatever it
+grants too much shows in `kubectl auth can-i`.
+
+The cluster-wide run watches every namespace, so it starts and stops within
+its fixture: no other test's operator runs at the same time (pytest runs
+tests one after the other).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from support import chart
+from support.cluster import Cluster
+from support.operator import OperatorProcess
+from support.wait import wait_for
+
+pytestmark = pytest.mark.cluster
+
+GROUP, VERSION = "sluice.dev", "v1alpha1"
+BUSYBOX = "busybox:1.36"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _create_namespace(api_client: client.ApiClient, prefix: str) -> str:
+    core = client.CoreV1Api(api_client)
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    wait_for(
+        lambda: any(
+            sa.metadata.name == "default" for sa in core.list_namespaced_service_account(name).items
+        ),
+        timeout=60,
+        what=f"the default ServiceAccount in {name}",
+    )
+    return name
+
+
+def _delete_namespaces(api_client: client.ApiClient, *names: str) -> None:
+    core = client.CoreV1Api(api_client)
+    for name in names:
+        try:
+            core.delete_namespace(name, propagation_policy="Background")
+        except client.ApiException as e:
+            if e.status != 404:
+                raise
+
+
+def _install(cluster: Cluster, release: str, namespace: str, *sets: str) -> list[dict[str, Any]]:
+    """Render the chart (CRDs included) and apply it server-side; return the objects."""
+    rendered = chart.render(*sets, release=release, namespace=namespace, include_crds=True)
+    chart.apply(cluster, rendered)
+    return chart.docs(rendered)
+
+
+def _custom(api_client: client.ApiClient, ns: str, plural: str, body: dict[str, Any]) -> None:
+    client.CustomObjectsApi(api_client).create_namespaced_custom_object(
+        GROUP, VERSION, ns, plural, body
+    )
+
+
+def _task(api_client: client.ApiClient, ns: str, name: str, spec: dict[str, Any]) -> None:
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Task",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+    _custom(api_client, ns, "tasks", body)
+
+
+def _pipeline(api_client: client.ApiClient, ns: str, name: str, tasks: list[Any]) -> None:
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Pipeline",
+        "metadata": {"name": name},
+        "spec": {"tasks": tasks},
+    }
+    _custom(api_client, ns, "pipelines", body)
+
+
+def _two_steps(api_client: client.ApiClient, ns: str, name: str) -> None:
+    """Task `step` and a Pipeline a -> b using it."""
+    _task(api_client, ns, "step", {"image": BUSYBOX})
+    _pipeline(
+        api_client,
+        ns,
+        name,
+        [
+            {"name": "a", "taskRef": {"name": "step"}},
+            {"name": "b", "taskRef": {"name": "step"}, "dependsOn": ["a"]},
+        ],
+    )
+
+
+def _phase(api_client: client.ApiClient, ns: str, name: str) -> str | None:
+    body = client.CustomObjectsApi(api_client).get_namespaced_custom_object(
+        GROUP, VERSION, ns, "pipelines", name
+    )
+    return (body.get("status") or {}).get("phase")
+
+
+def _wait_phase(
+    api_client: client.ApiClient, ns: str, name: str, phase: str, op: OperatorProcess
+) -> None:
+    try:
+        wait_for(
+            lambda: _phase(api_client, ns, name) == phase,
+            timeout=60,
+            what=f"pipeline {ns}/{name} to be {phase}",
+        )
+    except AssertionError as e:
+        raise AssertionError(
+            f"{e}; phase {_phase(api_client, ns, name)}; operator log:\n{op.log()}"
+        ) from None
+
+
+def _lease_args(release_ns: str) -> list[str]:
+    """The Lease in the release namespace, as in the chart's pod (where it is the
+    pod's own namespace): the only place the chart lets it hold one."""
+    return ["--leader-election-namespace", release_ns]
+
+
+def _service_account(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    return chart.find(objects, "ServiceAccount")
+
+
+def _sample_names(scrape: str) -> set[str]:
+    return {
+        re.split(r"[{ ]", line, maxsplit=1)[0]
+        for line in scrape.splitlines()
+        if line and not line.startswith("#")
+    }
+
+
+def _serious_log_lines(log: str) -> list[str]:
+    """Log lines that mean the operator could not do its job (an RBAC refusal
+    shows as `... is forbidden: User "system:serviceaccount:..." cannot ...`)."""
+    return [
+        line
+        for line in log.splitlines()
+        if " ERROR " in line
+        or " CRITICAL " in line
+        or "forbidden" in line.lower()
+        or " 403" in line
+        or "Not enough permissions" in line
+    ]
+
+
+@dataclass
+class Run:
+    """What one installation and operator run left behind, for the tests to check."""
+
+    release: str
+    release_ns: str
+    watched: list[str]
+    objects: list[dict[str, Any]]
+    kubeconfig: Path
+    username: str
+    phases: dict[str, str | None]
+    metrics: str
+    log: str
+
+
+# --------------------------------------------------------------------------- runs
+
+
+@pytest.fixture(scope="module")
+def cluster_wide_run(
+    cluster: Cluster, api_client: client.ApiClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Run]:
+    """Default values (cluster-wide, ClusterRole); a pipeline in an unrelated namespace."""
+    tmp = tmp_path_factory.mktemp("cluster-wide")
+    release_ns = _create_namespace(api_client, "t-helm-cw")
+    workload_ns = _create_namespace(api_client, "t-helm-cw-work")
+    release = f"sluice-{uuid.uuid4().hex[:6]}"
+    objects: list[dict[str, Any]] = []
+    try:
+        objects = _install(cluster, release, release_ns)
+        sa = _service_account(objects)["metadata"]["name"]
+        kubeconfig = chart.service_account_kubeconfig(
+            api_client, cluster, release_ns, sa, tmp / "sa.kubeconfig"
+        )
+        whoami = subprocess.run(
+            [
+                str(cluster.kubectl_path),
+                "--kubeconfig",
+                str(kubeconfig),
+                "auth",
+                "whoami",
+                "-o",
+                "json",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        username = json.loads(whoami.stdout)["status"]["userInfo"]["username"]
+        op = OperatorProcess(  # all namespaces
+            kubeconfig, tmp / "operator.log", extra_args=_lease_args(release_ns)
+        ).start()
+        try:
+            _two_steps(api_client, workload_ns, "hello")
+            _wait_phase(api_client, workload_ns, "hello", "Succeeded", op)
+            metrics = op.metrics()
+        finally:
+            op.stop()
+        yield Run(
+            release,
+            release_ns,
+            [workload_ns],
+            objects,
+            kubeconfig,
+            username,
+            {"hello": "Succeeded"},
+            metrics,
+            op.log(),
+        )
+    finally:
+        chart.delete_cluster_scoped(cluster, objects)
+        _delete_namespaces(api_client, release_ns, workload_ns)
+
+
+@pytest.fixture(scope="module")
+def namespaced_run(
+    cluster: Cluster, api_client: client.ApiClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Run]:
+    """watch.namespaces=[one namespace] (Roles only). There the operator runs a
+    pipeline that succeeds, one that ends Degraded after a retry, and one whose
+    Job creation a ResourceQuota refuses: every metric gets a sample."""
+    tmp = tmp_path_factory.mktemp("namespaced")
+    release_ns = _create_namespace(api_client, "t-helm-ns")
+    watched = _create_namespace(api_client, "t-helm-ns-work")
+    release = f"sluice-{uuid.uuid4().hex[:6]}"
+    try:
+        objects = _install(cluster, release, release_ns, f"watch.namespaces={{{watched}}}")
+        sa = _service_account(objects)["metadata"]["name"]
+        kubeconfig = chart.service_account_kubeconfig(
+            api_client, cluster, release_ns, sa, tmp / "sa.kubeconfig"
+        )
+        op = OperatorProcess(
+            kubeconfig,
+            tmp / "operator.log",
+            namespaces=[watched],
+            extra_args=_lease_args(release_ns),
+        ).start()
+        try:
+            _two_steps(api_client, watched, "hello")
+            _task(
+                api_client,
+                watched,
+                "broken",
+                {
+                    "image": BUSYBOX,
+                    "podTemplate": {"metadata": {"labels": {"sim.sluice.dev/outcome": "fail"}}},
+                    "retry": {"limit": 1, "backoff": {"initialSeconds": 0}},
+                },
+            )
+            _pipeline(
+                api_client,
+                watched,
+                "degraded",
+                [
+                    {"name": "x", "taskRef": {"name": "broken"}},
+                ],
+            )
+            _wait_phase(api_client, watched, "hello", "Succeeded", op)
+            _wait_phase(api_client, watched, "degraded", "Degraded", op)
+            # A quota that allows no more Jobs: the next Job create is refused (403).
+            client.CoreV1Api(api_client).create_namespaced_resource_quota(
+                watched,
+                client.V1ResourceQuota(
+                    metadata=client.V1ObjectMeta(name="no-more-jobs"),
+                    spec=client.V1ResourceQuotaSpec(hard={"count/jobs.batch": "0"}),
+                ),
+            )
+            _pipeline(api_client, watched, "refused", [{"name": "a", "taskRef": {"name": "step"}}])
+
+            def refused() -> str | None:
+                m = op.metrics()
+                return m if "sluice_job_api_errors_total{" in m else None
+
+            metrics = wait_for(refused, timeout=30, what="a refused Job create in the metrics")
+        finally:
+            op.stop()
+        phases = {p: _phase(api_client, watched, p) for p in ("hello", "degraded", "refused")}
+        yield Run(
+            release,
+            release_ns,
+            [watched],
+            objects,
+            kubeconfig,
+            f"system:serviceaccount:{release_ns}:{sa}",
+            phases,
+            metrics,
+            op.log(),
+        )
+    finally:
+        _delete_namespaces(api_client, release_ns, watched)
+
+
+@pytest.fixture(params=["cluster_wide_run", "namespaced_run"])
+def run(request: pytest.FixtureRequest) -> Run:
+    result: Run = request.getfixturevalue(request.param)
+    return result
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_cluster_wide_install_lets_its_service_account_run_a_pipeline_in_any_namespace(
+    cluster_wide_run: Run,
+) -> None:
+    r = cluster_wide_run
+    assert r.username == f"system:serviceaccount:{r.release_ns}:{r.release}"
+    assert {"ClusterRole", "ClusterRoleBinding"} <= set(chart.kinds(r.objects))
+    assert r.phases == {"hello": "Succeeded"}
+    assert _serious_log_lines(r.log) == [], r.log
+
+
+def test_namespaced_install_uses_roles_only_and_its_service_account_runs_pipelines_there(
+    namespaced_run: Run,
+    cluster: Cluster,
+) -> None:
+    r = namespaced_run
+    assert not {"ClusterRole", "ClusterRoleBinding"} & set(chart.kinds(r.objects))
+    roles = [o for o in r.objects if o["kind"] == "Role"]
+    assert sorted(o["metadata"]["namespace"] for o in roles) == sorted([*r.watched, r.release_ns])
+    assert r.phases["hello"] == "Succeeded"
+    assert r.phases["degraded"] == "Degraded"
+    assert r.phases["refused"] in (None, "Pending", "Running")  # its Job was refused
+    assert 'sluice_job_api_errors_total{code="403",operation="create"}' in r.metrics
+    # The only refusal in the log is the quota's, not RBAC's.
+    assert [line for line in _serious_log_lines(r.log) if "quota" not in line] == [], r.log
+
+
+def test_service_account_may_do_what_the_operator_needs(run: Run, cluster: Cluster) -> None:
+    ns = run.watched[0]
+    needed = [
+        ("list", "jobs.batch"),
+        ("watch", "jobs.batch"),
+        ("create", "jobs.batch"),
+        ("delete", "jobs.batch"),
+        ("list", "pipelines.sluice.dev"),
+        ("watch", "pipelines.sluice.dev"),
+        ("list", "tasks.sluice.dev"),
+        ("watch", "tasks.sluice.dev"),
+        ("patch", "pipelines.sluice.dev/status"),
+        ("update", "pipelines.sluice.dev/finalizers"),
+        ("create", "events"),
+    ]
+    missing = [
+        f"{verb} {res}"
+        for verb, res in needed
+        if not chart.can_i(cluster, run.kubeconfig, verb, res, "-n", ns)
+    ]
+    assert missing == []
+    for verb in ("get", "create", "update"):
+        assert chart.can_i(
+            cluster, run.kubeconfig, verb, "leases.coordination.k8s.io", "-n", run.release_ns
+        )
+
+
+def test_service_account_may_not_read_secrets_create_pods_delete_pipelines_or_grant_rbac(
+    run: Run,
+    cluster: Cluster,
+) -> None:
+    forbidden = [
+        ("get", "secrets"),
+        ("list", "secrets"),
+        ("watch", "secrets"),
+        ("create", "pods"),
+        ("create", "pods/exec"),
+        ("get", "jobs.batch"),
+        ("update", "jobs.batch"),
+        ("patch", "jobs.batch"),
+        ("delete", "pipelines.sluice.dev"),
+        ("delete", "tasks.sluice.dev"),
+        ("create", "pipelines.sluice.dev"),
+        ("patch", "pipelines.sluice.dev"),
+        ("update", "tasks.sluice.dev"),
+        ("deletecollection", "pipelines.sluice.dev"),
+        ("create", "roles.rbac.authorization.k8s.io"),
+        ("create", "rolebindings.rbac.authorization.k8s.io"),
+        ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
+        ("escalate", "roles.rbac.authorization.k8s.io"),
+        ("bind", "clusterroles.rbac.authorization.k8s.io"),
+        ("impersonate", "serviceaccounts"),
+        ("create", "serviceaccounts/token"),
+        ("create", "customresourcedefinitions.apiextensions.k8s.io"),
+    ]
+    allowed = [
+        f"{verb} {res} in {ns}"
+        for ns in (*run.watched, run.release_ns)
+        for verb, res in forbidden
+        if chart.can_i(cluster, run.kubeconfig, verb, res, "-n", ns)
+    ]
+    assert allowed == []
+    assert not chart.can_i(
+        cluster, run.kubeconfig, "delete", "leases.coordination.k8s.io", "-n", run.release_ns
+    )
+    assert not chart.can_i(
+        cluster, run.kubeconfig, "create", "leases.coordination.k8s.io", "-n", run.watched[0]
+    )
+
+
+def test_namespaced_service_account_has_no_access_outside_its_namespaces(
+    namespaced_run: Run, cluster: Cluster, namespace: str
+) -> None:
+    kc = namespaced_run.kubeconfig
+    assert not chart.can_i(cluster, kc, "list", "jobs.batch", "-n", namespace)
+    assert not chart.can_i(cluster, kc, "list", "pipelines.sluice.dev", "-n", namespace)
+    assert not chart.can_i(cluster, kc, "list", "jobs.batch", "--all-namespaces")
+    assert not chart.can_i(cluster, kc, "list", "namespaces")
+    # Its own release namespace holds only its Lease.
+    assert not chart.can_i(cluster, kc, "list", "jobs.batch", "-n", namespaced_run.release_ns)
+
+
+def _promql_metric_names(exprs: list[str]) -> set[str]:
+    import promql_parser
+
+    names: set[str] = set()
+
+    def visit(node: object) -> None:
+        if isinstance(node, promql_parser.VectorSelector) and node.name:
+            names.add(node.name)
+
+    for e in exprs:
+        promql_parser.walk(promql_parser.parse(e), visit)
+    return names
+
+
+def _dashboard_exprs() -> list[str]:
+    board = json.loads((chart.CHART / "dashboards" / "sluice.json").read_text())
+    exprs = [t["expr"] for p in board["panels"] for t in p.get("targets", [])]
+    return [re.sub(r"\$__(rate_interval|interval|range)", "5m", e) for e in exprs]
+
+
+def _alert_exprs() -> list[str]:
+    rendered = chart.render(
+        "prometheusRule.enabled=true",
+        api_versions=("monitoring.coreos.com/v1",),
+        show_only="templates/prometheusrule.yaml",
+    )
+    rule = yaml.safe_load(rendered)
+    return [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]]
+
+
+def test_every_metric_the_dashboard_queries_is_in_a_real_scrape(namespaced_run: Run) -> None:
+    scraped = _sample_names(namespaced_run.metrics)
+    queried = _promql_metric_names(_dashboard_exprs())
+    assert queried, "the dashboard queries nothing?"
+    assert sorted(queried - scraped) == []
+    histograms = {n.removesuffix("_bucket") for n in queried if n.endswith("_bucket")}
+    assert histograms
+    for h in histograms:
+        assert {f"{h}_bucket", f"{h}_sum", f"{h}_count"} <= scraped, h
+
+
+def test_every_metric_the_alerts_query_is_in_a_real_scrape(namespaced_run: Run) -> None:
+    scraped = _sample_names(namespaced_run.metrics)
+    queried = _promql_metric_names(_alert_exprs()) - {"up"}  # `up` is Prometheus' own
+    assert sorted(queried - scraped) == []
+
+
+def test_operator_pod_is_admitted_where_the_restricted_pod_security_standard_is_enforced(
+    cluster: Cluster, api_client: client.ApiClient, namespace: str
+) -> None:
+    cluster.kubectl(
+        "label",
+        "namespace",
+        namespace,
+        "pod-security.kubernetes.io/enforce=restricted",
+        "pod-security.kubernetes.io/enforce-version=latest",
+    )
+    core = client.CoreV1Api(api_client)
+    # The label is enforced here: a pod with default security settings is refused.
+    with pytest.raises(client.ApiException) as refused:
+        core.create_namespaced_pod(
+            namespace,
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "plain"},
+                "spec": {"containers": [{"name": "c", "image": BUSYBOX}]},
+            },
+        )
+    assert refused.value.status == 403 and "PodSecurity" in str(refused.value.body)
+
+    release = f"sluice-{uuid.uuid4().hex[:6]}"
+    _install(cluster, release, namespace, f"watch.namespaces={{{namespace}}}")
+    selector = f"app.kubernetes.io/instance={release}"
+
+    def running() -> bool:
+        pods = core.list_namespaced_pod(namespace, label_selector=selector).items
+        return any(p.status.phase == "Running" for p in pods)
+
+    try:
+        wait_for(running, timeout=60, what="the operator pod to run")
+    except AssertionError:
+        events = cluster.kubectl("get", "events", "-n", namespace).stdout
+        raise AssertionError(f"operator pod not running; events:\n{events}") from None
