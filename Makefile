@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 CLUSTER := $(PYTHON) hack/cluster/cluster.py
 export KUBECONFIG := $(CURDIR)/.cluster/kubeconfig
 
-.PHONY: help install cluster cluster-build cluster-down cluster-status dev dev-down test test-unit lint crds clean
+.PHONY: help install cluster cluster-build cluster-down cluster-status dev dev-down test test-unit lint crds manifests helm-lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -40,6 +40,12 @@ dev-down:  ## stop the operator started by `make dev`
 crds: install  ## regenerate crds/ from the pydantic models in operator/sluice/api.py
 	$(PY) hack/gen_crds.py
 
+manifests: install  ## sync the chart's CRDs, render manifests/ and the docs' values table from helm/sluice
+	$(PY) hack/gen_manifests.py
+
+helm-lint: install  ## helm lint the chart in each of its modes (builds helm once, cached)
+	$(PY) hack/gen_manifests.py --lint
+
 test: install  ## run the whole test suite (starts the local cluster when needed)
 	$(CLUSTER) build
 	$(VENV)/bin/pytest
@@ -52,6 +58,10 @@ lint: install  ## static checks
 	$(VENV)/bin/ruff format --check operator tests hack bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+	$(PY) hack/gen_manifests.py --lint
+	$(VENV)/bin/hadolint Dockerfile
+	$(PY) hack/gen_crds.py --check
+	$(PY) hack/gen_manifests.py --check
 
 clean:  ## remove the virtualenv and caches (not the control-plane build cache)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

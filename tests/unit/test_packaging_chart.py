@@ -1,0 +1,359 @@
+"""The Helm chart, rendered with the real helm (built once, cached): one source
+of truth for CRDs and manifests, least-privilege RBAC in both modes, a pod
+that meets the restricted Pod Security Standard, and monitoring objects that
+appear only when asked for and possible. What it does on a real API server is
+in tests/integration/test_helm_install.py."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry
+
+from sluice import cli
+from sluice.metrics import Metrics
+from support import chart
+from support.cluster import ROOT
+
+gen = chart.gen_manifests
+MONITORING = ("monitoring.coreos.com/v1",)
+
+
+def _objects(*sets: str, **kwargs: Any) -> list[dict[str, Any]]:
+    return chart.docs(chart.render(*sets, **kwargs))
+
+
+def _container(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    pod = chart.find(objects, "Deployment")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    result: dict[str, Any] = container
+    return result
+
+
+def _rules(role: dict[str, Any]) -> set[tuple[str, str, str]]:
+    return {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+# --------------------------------------------------------------------------- one source of truth
+
+
+def test_chart_crds_are_byte_identical_to_the_top_level_crds() -> None:
+    top = {p.name: p.read_bytes() for p in (ROOT / "crds").glob("*.yaml")}
+    in_chart = {p.name: p.read_bytes() for p in (chart.CHART / "crds").glob("*.yaml")}
+    assert top, "no CRDs in crds/?"
+    assert in_chart == top, "helm/sluice/crds/ drifted from crds/: run `make manifests`"
+
+
+def test_committed_manifests_and_values_table_match_a_fresh_render() -> None:
+    problems = gen._stale(gen.expected())
+    assert problems == [], "".join(problems) + "\nrun `make manifests`"
+
+
+def test_plain_manifests_are_the_default_render_plus_namespace_and_crds() -> None:
+    manifests = ROOT / "manifests"
+    objects = [d for f in sorted(manifests.glob("*.yaml")) for d in chart.docs(f.read_text())]
+    assert [o["kind"] for o in objects[:3]] == [
+        "Namespace",
+        "CustomResourceDefinition",
+        "CustomResourceDefinition",
+    ]
+    namespace = objects[0]
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    rest = [o for o in objects[3:]]
+    assert {o["metadata"].get("namespace", "sluice-system") for o in rest} == {"sluice-system"}
+    assert "ClusterRole" in chart.kinds(rest)  # cluster-wide by default
+
+
+def test_helm_lint_passes_in_every_mode() -> None:
+    assert gen.lint() == []
+
+
+# --------------------------------------------------------------------------- values
+
+
+def test_every_values_key_has_a_comment_right_above_it() -> None:
+    assert gen.undocumented_values() == []
+
+
+def test_every_values_leaf_is_in_the_install_docs_table() -> None:
+    doc = (ROOT / "docs" / "install.md").read_text()
+    missing = [path for path, _, _ in gen.values_doc() if f"| `{path}` |" not in doc]
+    assert missing == []
+
+
+def test_watch_namespaces_must_be_exact_names() -> None:
+    with pytest.raises(SystemExit, match="exact names only"):
+        chart.render("watch.namespaces={team-*}")
+
+
+# --------------------------------------------------------------------------- RBAC
+
+
+REQUIRED = {
+    ("batch", "jobs", "list"),
+    ("batch", "jobs", "watch"),
+    ("batch", "jobs", "create"),
+    ("batch", "jobs", "delete"),
+    ("sluice.dev", "pipelines", "list"),
+    ("sluice.dev", "pipelines", "watch"),
+    ("sluice.dev", "tasks", "list"),
+    ("sluice.dev", "tasks", "watch"),
+    ("sluice.dev", "pipelines/status", "patch"),
+    ("sluice.dev", "pipelines/finalizers", "update"),
+    ("", "events", "create"),
+}
+
+
+def test_cluster_wide_mode_grants_exactly_the_operators_rules_in_one_cluster_role() -> None:
+    objects = _objects()
+    role = chart.find(objects, "ClusterRole")
+    assert _rules(role) == REQUIRED
+    binding = chart.find(objects, "ClusterRoleBinding")
+    sa = chart.find(objects, "ServiceAccount")["metadata"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": sa["name"], "namespace": sa["namespace"]}
+    ]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert "--all-namespaces" in _container(objects)["args"]
+
+
+def test_namespaced_mode_grants_the_same_rules_with_roles_in_listed_namespaces_only() -> None:
+    objects = _objects("watch.namespaces={team-a,team-b}", namespace="ops")
+    assert not {"ClusterRole", "ClusterRoleBinding"} & set(chart.kinds(objects))
+    workload = [
+        o
+        for o in objects
+        if o["kind"] == "Role" and not o["metadata"]["name"].endswith("-leader-election")
+    ]
+    assert sorted(o["metadata"]["namespace"] for o in workload) == ["team-a", "team-b"]
+    assert all(_rules(o) == REQUIRED for o in workload)
+    bindings = [o for o in objects if o["kind"] == "RoleBinding"]
+    assert sorted(o["metadata"]["namespace"] for o in bindings) == ["ops", "team-a", "team-b"]
+    args = _container(objects)["args"]
+    assert "--namespace=team-a" in args and "--namespace=team-b" in args
+    assert "--all-namespaces" not in args
+
+
+def test_leader_election_lease_rule_is_confined_to_the_release_namespace() -> None:
+    objects = _objects(namespace="ops")
+    lease = chart.find(objects, "Role")
+    assert lease["metadata"]["namespace"] == "ops"
+    assert _rules(lease) == {
+        ("coordination.k8s.io", "leases", v) for v in ("get", "create", "update")
+    }
+    assert "--leader-election-namespace=ops" in _container(objects)["args"]
+
+
+@pytest.mark.parametrize(
+    "sets", [(), ("watch.namespaces={a}",)], ids=["cluster-wide", "namespaced"]
+)
+def test_no_rule_touches_secrets_pods_rbac_or_uses_wildcards(sets: tuple[str, ...]) -> None:
+    rules = set().union(
+        *(_rules(o) for o in _objects(*sets) if o["kind"] in ("Role", "ClusterRole"))
+    )
+    assert rules
+    for group, resource, verb in rules:
+        assert "*" not in (group, resource, verb)
+        assert resource not in ("secrets", "pods", "namespaces", "serviceaccounts")
+        assert group not in ("rbac.authorization.k8s.io", "apiextensions.k8s.io")
+        assert verb not in ("escalate", "bind", "impersonate")
+        if group == "sluice.dev" and resource in ("pipelines", "tasks"):
+            assert verb in ("list", "watch")
+
+
+def test_rbac_create_false_renders_no_rbac() -> None:
+    objects = _objects("rbac.create=false")
+    assert not {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"} & set(
+        chart.kinds(objects)
+    )
+
+
+# --------------------------------------------------------------------------- the pod
+
+
+def test_pod_meets_the_restricted_pod_security_standard() -> None:
+    objects = _objects()
+    pod = chart.find(objects, "Deployment")["spec"]["template"]["spec"]
+    ctx = _container(objects)["securityContext"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert ctx["allowPrivilegeEscalation"] is False
+    assert ctx["readOnlyRootFilesystem"] is True
+    assert ctx["capabilities"] == {"drop": ["ALL"]}
+    assert not ctx.get("privileged")
+    assert not any("hostPath" in v for v in pod.get("volumes", []))
+
+
+def test_container_has_requests_limits_and_probes_on_the_health_endpoint() -> None:
+    container = _container(_objects())
+    assert set(container["resources"]) == {"requests", "limits"}
+    assert {"cpu", "memory"} <= set(container["resources"]["requests"])
+    assert {"cpu", "memory"} <= set(container["resources"]["limits"])
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        get = container[probe]["httpGet"]
+        assert get == {"path": "/healthz", "port": "health"}, probe
+    assert f"--health-port={ports['health']}" in container["args"]
+    assert f"--metrics-port={ports['metrics']}" in container["args"]
+
+
+@pytest.mark.parametrize(
+    "sets",
+    [(), ("watch.namespaces={a,b}", "logLevel=DEBUG"), ("leaderElection.enabled=false",)],
+    ids=["defaults", "namespaced-debug", "no-leader-election"],
+)
+def test_container_args_are_accepted_by_the_real_cli(sets: tuple[str, ...]) -> None:
+    container = _container(_objects(*sets))
+    args = cli._parser().parse_args(container["args"])  # exits on an unknown flag
+    assert args.command == "run"
+    values = dict(s.split("=", 1) for s in sets)
+    assert args.log_level == values.get("logLevel", "INFO")
+    assert args.leader_elect is (values.get("leaderElection.enabled") != "false")
+
+
+def test_metrics_service_selects_the_operator_pod_on_the_metrics_port() -> None:
+    objects = _objects()
+    service = chart.find(objects, "Service")
+    pod_labels = chart.find(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    (port,) = service["spec"]["ports"]
+    assert port["targetPort"] == "metrics" and port["name"] == "metrics"
+
+
+# --------------------------------------------------------------------------- monitoring
+
+
+@pytest.mark.parametrize(
+    ("flag", "kind"),
+    [("serviceMonitor.enabled", "ServiceMonitor"), ("prometheusRule.enabled", "PrometheusRule")],
+)
+def test_monitoring_objects_need_their_flag_and_the_monitoring_api(flag: str, kind: str) -> None:
+    assert kind not in chart.kinds(_objects(api_versions=MONITORING))
+    assert kind not in chart.kinds(_objects(f"{flag}=true"))
+    assert kind in chart.kinds(_objects(f"{flag}=true", api_versions=MONITORING))
+
+
+def test_prometheus_selection_labels_are_configurable() -> None:
+    objects = _objects(
+        "serviceMonitor.enabled=true",
+        "serviceMonitor.labels.release=prom",
+        "prometheusRule.enabled=true",
+        "prometheusRule.labels.release=prom",
+        "prometheusRule.alertLabels.team=data",
+        api_versions=MONITORING,
+    )
+    monitor = chart.find(objects, "ServiceMonitor")
+    rule = chart.find(objects, "PrometheusRule")
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    assert rule["metadata"]["labels"]["release"] == "prom"
+    alerts = [r for g in rule["spec"]["groups"] for r in g["rules"]]
+    assert all(a["labels"]["team"] == "data" for a in alerts)
+    service = chart.find(objects, "Service")
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    assert monitor["spec"]["endpoints"][0]["honorLabels"] is True
+
+
+def test_alerts_cover_degraded_pipelines_retry_surges_and_a_down_or_stuck_operator() -> None:
+    rule = chart.find(
+        _objects(
+            "prometheusRule.enabled=true", "prometheusRule.degradedFor=42m", api_versions=MONITORING
+        ),
+        "PrometheusRule",
+    )
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert {
+        "SluicePipelineDegraded",
+        "SluiceTaskRetriesSurging",
+        "SluiceOperatorDown",
+        "SluiceNotReconciling",
+    } <= set(alerts)
+    assert alerts["SluicePipelineDegraded"]["for"] == "42m"
+    service = chart.find(_objects(), "Service")["metadata"]["name"]
+    assert f'job="{service}"' in alerts["SluiceOperatorDown"]["expr"]
+    for alert in alerts.values():
+        assert alert["labels"]["severity"] in ("warning", "critical")
+        assert alert["annotations"]["summary"] and alert["annotations"]["description"]
+
+
+def test_dashboard_configmap_is_optional_and_labelled_for_the_grafana_sidecar() -> None:
+    assert "ConfigMap" not in chart.kinds(_objects())
+    cm = chart.find(_objects("grafanaDashboard.enabled=true"), "ConfigMap")
+    assert "grafana_dashboard" in cm["metadata"]["labels"]
+    board = json.loads(cm["data"]["sluice.json"])
+    assert board["uid"] == "sluice-operator" and board["panels"]
+
+
+def _metric_names(exprs: list[str]) -> set[str]:
+    import promql_parser
+
+    names: set[str] = set()
+
+    def visit(node: object) -> None:
+        if isinstance(node, promql_parser.VectorSelector) and node.name:
+            names.add(node.name)
+
+    for e in exprs:
+        promql_parser.walk(promql_parser.parse(e.replace("$__rate_interval", "5m")), visit)
+    return names
+
+
+def _declared_metric_names() -> set[str]:
+    """Sample names the operator's Metrics can expose (histograms: _bucket/_sum/_count)."""
+    registry = CollectorRegistry()
+    Metrics(registry)
+    names = set()
+    for family in registry.collect():
+        if family.type == "histogram":
+            names |= {f"{family.name}_{s}" for s in ("bucket", "sum", "count")}
+        elif family.type == "counter":
+            names.add(f"{family.name}_total")
+        else:
+            names.add(family.name)
+    return names
+
+
+def test_dashboard_panels_parse_and_query_only_declared_metrics() -> None:
+    board = json.loads((chart.CHART / "dashboards" / "sluice.json").read_text())
+    exprs = [t["expr"] for p in board["panels"] for t in p.get("targets", [])]
+    queried = _metric_names(exprs)
+    process = {"process_cpu_seconds_total", "process_resident_memory_bytes"}
+    assert queried - _declared_metric_names() == process
+    wanted = {  # what the issue asks the dashboard to show
+        "sluice_pipelines",
+        "sluice_pipeline_degraded",
+        "sluice_task_attempts_total",
+        "sluice_task_retries_total",
+        "sluice_pipeline_run_duration_seconds_bucket",
+        "sluice_task_duration_seconds_bucket",
+        "sluice_handoff_latency_seconds_bucket",
+        "sluice_reconcile_total",
+        "sluice_reconcile_errors_total",
+    }
+    assert wanted <= queried
+    ids = [p["id"] for p in board["panels"]]
+    assert len(ids) == len(set(ids))
+
+
+def test_alert_expressions_parse_and_query_only_declared_metrics() -> None:
+    rule = yaml.safe_load(
+        chart.render(
+            "prometheusRule.enabled=true",
+            api_versions=MONITORING,
+            show_only="templates/prometheusrule.yaml",
+        )
+    )
+    exprs = [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]]
+    assert _metric_names(exprs) - _declared_metric_names() == {"up"}
