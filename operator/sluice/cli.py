@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -110,7 +109,7 @@ def _run(args: argparse.Namespace) -> int:
                 clusterwide=not namespaces,
                 namespaces=namespaces,
                 standalone=True,  # one actor is guaranteed by the Lease, not kopf peering
-                memo=kopf.Memo(metrics=metrics),
+                memo=kopf.Memo(metrics=metrics, elector=elector),
                 liveness_endpoint=liveness,
             )
         )
@@ -140,12 +139,4 @@ def _elect(args: argparse.Namespace, namespaces: list[str]) -> LeaderElector:
         retry_period=max(args.lease_duration / 7.5, 0.2),
     )
     elector.acquire()
-
-    def lost() -> None:
-        # Another replica may act from now on: stop acting at once, the
-        # controller-runtime way. The pod restarts and waits as a follower.
-        logging.getLogger("sluice").critical("lost leadership; exiting")
-        os._exit(3)
-
-    elector.keep_renewing(lost)
     return elector

@@ -82,6 +82,8 @@ class Controller:
         self.workers: dict[PipelineKey, _Worker] = {}
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sluice-api")
         self.stopping = False
+        self.may_act: Callable[[], bool] = lambda: True
+        """False while another replica may lead: then nothing is written."""
 
     # ------------------------------------------------------------------ inputs
     def pipeline_event(self, event_type: str, body: Mapping[str, Any]) -> None:
@@ -109,6 +111,10 @@ class Controller:
         if completed and worker.woken_by_completion is None:
             worker.woken_by_completion = time.monotonic()
         worker.wake.set()
+
+    def wake_all(self) -> None:
+        for worker in self.workers.values():
+            worker.wake.set()
 
     def wake_namespace(self, namespace: str) -> None:
         for key, worker in self.workers.items():
@@ -172,6 +178,8 @@ class Controller:
         return jobs
 
     async def _reconcile_once(self, worker: _Worker) -> float | None:
+        if not self.may_act():
+            return None  # paused without the lease; wake_all() resumes us
         started = time.perf_counter()
         ns, _ = worker.key
         body = worker.body

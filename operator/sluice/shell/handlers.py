@@ -7,6 +7,7 @@ used only to watch (indexes and event handlers write nothing to the objects).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -18,6 +19,7 @@ from sluice.core import naming
 from sluice.metrics import Metrics
 from sluice.shell.controller import Controller
 from sluice.shell.kube import Kube, load_client
+from sluice.shell.leader import LeaderElector
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +68,7 @@ def _completed(body: Mapping[str, Any]) -> bool:
 
 
 @kopf.on.startup()
-def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     # Watches must never stall silently: the server closes them, and the client
     # gives up on a connection that stays quiet for too long.
     settings.watching.server_timeout = 300
@@ -81,12 +83,23 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     # with backoff (about a minute) before it starts watching in namespaced mode.
     settings.scanning.disabled = True
     metrics: Metrics = memo.metrics
-    memo.controller = Controller(
+    controller = Controller(
         Kube(load_client()),
         jobs=lambda ns, name: [],
         tasks=lambda ns: {},
         metrics=metrics,
     )
+    memo.controller = controller
+    elector: LeaderElector | None = getattr(memo, "elector", None)
+    if elector is not None:
+        # Act only while leading; on regaining the lease, look at everything again.
+        loop = asyncio.get_running_loop()
+        controller.may_act = lambda: elector.is_leader
+
+        def regained() -> None:
+            loop.call_soon_threadsafe(controller.wake_all)
+
+        elector.keep_renewing(on_lost=lambda: None, on_regained=regained)
 
 
 @kopf.on.cleanup()

@@ -9,8 +9,8 @@ acts: the others wait in `acquire()` before the operator starts at all.
 Expiry is judged the client-go way, on this process's own monotonic clock:
 a lease is free when its record has not changed for `lease_duration`
 seconds since we first saw it, so clock skew between replicas cannot make
-two leaders. A leader that cannot renew within `renew_deadline` calls
-`on_lost` (the CLI exits: Kubernetes restarts the pod as a follower).
+two leaders. A leader that cannot renew within `renew_deadline` stops acting
+(`on_lost`) and resumes when the lease is its own again (`on_regained`).
 """
 
 from __future__ import annotations
@@ -169,27 +169,43 @@ class LeaderElector:
             stop.wait(self.retry_period)
         return False
 
-    def keep_renewing(self, on_lost: Callable[[], None]) -> None:
-        """Renew in a background thread; call `on_lost` if we can't for renew_deadline."""
+    def keep_renewing(
+        self,
+        on_lost: Callable[[], None],
+        on_regained: Callable[[], None] = lambda: None,
+    ) -> None:
+        """Renew in a background thread. Past `renew_deadline` without a renewal
+        (API server unreachable, lease taken), call `on_lost` and keep trying:
+        when the lease is ours again, call `on_regained`.
+
+        Demoting instead of exiting means an API server restart costs a pause,
+        not a process restart plus a full lease wait; it is as safe, because a
+        demoted replica stops acting `lease_duration - renew_deadline` seconds
+        before anyone else may take the lease over.
+        """
 
         def loop() -> None:
             last_ok = time.monotonic()
             while not self._stop.wait(self.retry_period):
                 try:
-                    if self._try():
-                        last_ok = time.monotonic()
-                        continue
-                    log.error("leader election: the lease was taken over")
-                    self.is_leader = False
-                    on_lost()
-                    return
+                    ok = self._try()
                 except Exception as e:  # network trouble: retry until the deadline
                     log.warning("leader election: renewing failed: %s", e)
-                if time.monotonic() - last_ok > self.renew_deadline:
-                    log.error("leader election: could not renew for %.0fs", self.renew_deadline)
+                    ok = False
+                if ok:
+                    last_ok = time.monotonic()
+                    if not self.is_leader:
+                        self.is_leader = True
+                        log.warning("leading again (lease %s/%s)", self.namespace, self.name)
+                        on_regained()
+                    continue
+                if self.is_leader and time.monotonic() - last_ok > self.renew_deadline:
+                    log.error(
+                        "leader election: no renewal for %.0fs: pausing until the lease is ours",
+                        self.renew_deadline,
+                    )
                     self.is_leader = False
                     on_lost()
-                    return
 
         self._thread = threading.Thread(target=loop, name="sluice-leader", daemon=True)
         self._thread.start()
