@@ -14,6 +14,7 @@ tests one after the other).
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import uuid
@@ -27,7 +28,7 @@ import yaml
 from kubernetes import client
 
 from support import chart
-from support.cluster import Cluster
+from support.cluster import ROOT, Cluster
 from support.operator import OperatorProcess
 from support.wait import wait_for
 
@@ -518,3 +519,117 @@ def test_operator_pod_is_admitted_where_the_restricted_pod_security_standard_is_
     except AssertionError:
         events = cluster.kubectl("get", "events", "-n", namespace).stdout
         raise AssertionError(f"operator pod not running; events:\n{events}") from None
+
+
+def test_helm_install_upgrade_and_uninstall_keep_the_crds_and_the_users_pipelines(
+    cluster: Cluster, api_client: client.ApiClient, namespace: str, tmp_path: Path
+) -> None:
+    env = {  # keep helm's own cache and config out of the user's home
+        **os.environ,
+        "HELM_CACHE_HOME": str(tmp_path / "cache"),
+        "HELM_CONFIG_HOME": str(tmp_path / "config"),
+        "HELM_DATA_HOME": str(tmp_path / "data"),
+    }
+
+    def helm(*args: str) -> str:
+        r = subprocess.run(
+            [
+                str(chart.gen_manifests.helm_binary()),
+                "--kubeconfig",
+                str(cluster.kubeconfig),
+                "--namespace",
+                namespace,
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        assert r.returncode == 0, f"helm {' '.join(args)}:\n{r.stdout}{r.stderr}"
+        return r.stdout
+
+    release = f"sluice-{uuid.uuid4().hex[:6]}"
+    selector = f"app.kubernetes.io/instance={release}"
+    notes = helm(
+        "install",
+        release,
+        str(chart.CHART),
+        "--wait",
+        "--timeout",
+        "90s",
+        "--set",
+        f"watch.namespaces={{{namespace}}}",
+        "--set",
+        "serviceMonitor.enabled=true",
+        "--set",
+        "prometheusRule.enabled=true",
+    )
+    # Helm asked this API server: it serves no monitoring.coreos.com/v1, so the
+    # flags alone create nothing, and NOTES.txt says so.
+    words = " ".join(notes.split())
+    assert "no ServiceMonitor was created" in words
+    assert "no PrometheusRule was created" in words
+    _two_steps(api_client, namespace, "kept")  # a user's objects (no operator runs here)
+
+    helm(
+        "upgrade",
+        release,
+        str(chart.CHART),
+        "--reuse-values",
+        "--set",
+        "logLevel=DEBUG",
+        "--wait",
+        "--timeout",
+        "90s",
+    )
+    apps = client.AppsV1Api(api_client)
+    (deployment,) = apps.list_namespaced_deployment(namespace, label_selector=selector).items
+    assert "--log-level=DEBUG" in deployment.spec.template.spec.containers[0].args
+
+    helm("uninstall", release, "--wait", "--timeout", "90s")
+    assert apps.list_namespaced_deployment(namespace, label_selector=selector).items == []
+    rbac = client.RbacAuthorizationV1Api(api_client)
+    assert rbac.list_namespaced_role(namespace, label_selector=selector).items == []
+    crds = client.ApiextensionsV1Api(api_client)
+    for name in ("pipelines.sluice.dev", "tasks.sluice.dev"):
+        assert crds.read_custom_resource_definition(name).metadata.deletion_timestamp is None
+    assert _phase(api_client, namespace, "kept") is None  # still there, untouched
+
+
+def test_plain_manifests_apply_as_committed_and_the_operator_pod_runs(
+    cluster: Cluster, api_client: client.ApiClient
+) -> None:
+    """`kubectl apply --server-side -f manifests/`, exactly as docs/install.md says."""
+    core = client.CoreV1Api(api_client)
+    ns = "sluice-system"
+
+    def gone() -> bool:
+        try:
+            core.read_namespace(ns)
+        except client.ApiException as e:
+            if e.status == 404:
+                return True
+            raise
+        return False
+
+    wait_for(gone, timeout=90, what=f"a previous run's {ns} to be deleted")
+    objects = [
+        d for f in sorted((ROOT / "manifests").glob("*.yaml")) for d in chart.docs(f.read_text())
+    ]
+    try:
+        cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "manifests/")
+        labels = core.read_namespace(ns).metadata.labels
+        assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+        wait_for(
+            lambda: any(
+                p.status.phase == "Running"
+                for p in core.list_namespaced_pod(
+                    ns, label_selector="app.kubernetes.io/instance=sluice"
+                ).items
+            ),
+            timeout=60,
+            what="the operator pod from manifests/ to run",
+        )
+    finally:
+        chart.delete_cluster_scoped(cluster, objects)
+        cluster.kubectl("delete", "namespace", ns, "--ignore-not-found", "--wait=false")
