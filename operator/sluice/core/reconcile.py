@@ -27,6 +27,8 @@ Documented rules
       an unset parameter fails the pipeline (phase ``Failed``, reason
       ``InvalidSpec``) with a message naming the problem; nothing new starts,
       running Jobs finish, and the pipeline resumes when the problem is fixed.
+      The checks and their wording are ``sluice.core.validation``'s, shared with the
+      admission webhook: the operator's message is the one the webhook refuses with.
 """
 
 from __future__ import annotations
@@ -46,14 +48,11 @@ from sluice.api import (
     PipelineSpec,
     PipelineStatus,
     RetryPolicy,
-    TaskSpec,
     TaskStatus,
     dump,
-    parse_pipeline_spec,
     parse_pipeline_status,
-    parse_task_spec,
 )
-from sluice.core import dag, naming, retry
+from sluice.core import dag, naming, retry, validation
 from sluice.core.jobspec import ANNOTATION_RETRY_BASE, ResolvedStep, build_job, resolve_step
 from sluice.core.params import MissingParamError
 
@@ -166,44 +165,30 @@ def observe_job(job: Mapping[str, Any]) -> JobView | None:
     )
 
 
-def _validation_message(err: ValidationError) -> str:
-    parts = []
-    for e in err.errors()[:5]:
-        loc = ".".join(str(p) for p in e["loc"])
-        parts.append(f"{loc}: {e['msg']}" if loc else e["msg"])
-    return "; ".join(parts)
-
-
 def _resolve_steps(
-    spec: PipelineSpec, tasks: Mapping[str, Mapping[str, Any]]
-) -> tuple[dict[str, ResolvedStep], dict[str, str]]:
-    """Resolve every step (Task lookup, params): the results, and a problem per step."""
+    spec: PipelineSpec, report: validation.Report
+) -> tuple[dict[str, ResolvedStep], list[tuple[str, str]]]:
+    """Resolve every step (Task, params): the results, and (step, problem) pairs in order.
+
+    The problems are the validation's step findings; a step they leave unresolvable
+    is simply not resolved.
+    """
     pipeline_params = {p.name: p.value for p in spec.params}
+    problems = [(f.step, f.message) for f in report.errors if f.step is not None]
+    stopped = {step for step, _ in problems}
     resolved: dict[str, ResolvedStep] = {}
-    problems: dict[str, str] = {}
     for step in spec.tasks:
-        task_spec: TaskSpec | None = step.task
+        if step.name in stopped:
+            continue
+        task_spec = step.task
         if task_spec is None and step.task_ref is not None:
-            obj = tasks.get(step.task_ref.name)
-            if obj is None:
-                problems[step.name] = (
-                    f'task "{step.name}" refers to Task "{step.task_ref.name}", '
-                    "which does not exist"
-                )
-                continue
-            try:
-                raw = obj.get("spec")
-                task_spec = parse_task_spec(raw if isinstance(raw, Mapping) else {})
-            except ValidationError as err:
-                problems[step.name] = (
-                    f'Task "{step.task_ref.name}" is invalid: {_validation_message(err)}'
-                )
-                continue
-        assert task_spec is not None
+            task_spec = report.tasks.get(step.task_ref.name)
+        if task_spec is None:
+            continue  # a problem of the pipeline as a whole (reported) stops it anyway
         try:
             resolved[step.name] = resolve_step(step, task_spec, pipeline_params)
-        except MissingParamError as err:
-            problems[step.name] = f'task "{step.name}": {err}'
+        except MissingParamError as err:  # validation missed it: still say so, never stall
+            problems.append((step.name, f'task "{step.name}": {err}'))
     return resolved, problems
 
 
@@ -292,23 +277,16 @@ def reconcile(
     views = [v for v in (observe_job(j) for j in jobs) if v is not None]
 
     # --- the spec itself -------------------------------------------------------
-    problems: list[str] = []
-    spec: PipelineSpec | None = None
-    raw_spec = pipeline.get("spec")
-    if not isinstance(raw_spec, Mapping):
-        problems.append("invalid spec: spec must be an object with a list of tasks")
-    else:
-        try:
-            spec = parse_pipeline_spec(raw_spec)
-        except ValidationError as err:
-            problems.append(f"invalid spec: {_validation_message(err)}")
+    # The same checks as the admission webhook's, so a pipeline that got past it (webhook
+    # down or off) fails with the very message the webhook would have refused it with.
+    report = validation.check_pipeline(pipeline.get("spec"), name=name, tasks=tasks)
+    spec: PipelineSpec | None = report.pipeline
+    # Problems of the pipeline as a whole stop it at once; those of one step (its Task,
+    # its params) only while that step still has to run.
+    problems = [f.message for f in report.errors if f.step is None]
     deps: dict[str, list[str]] = {}
     if spec is not None:
         deps = {t.name: list(t.depends_on) for t in spec.tasks}
-        try:
-            dag.validate(deps)
-        except dag.DagError as err:
-            problems.append(str(err))
 
     # --- which run ---------------------------------------------------------------
     rerun = annotations.get(RERUN_ANNOTATION)
@@ -337,7 +315,7 @@ def reconcile(
     # --- fold the evidence (Jobs) into the memory (status) -------------------------
     resolved: dict[str, ResolvedStep] = {}
     if spec is not None:
-        resolved, step_problems = _resolve_steps(spec, tasks)
+        resolved, step_problems = _resolve_steps(spec, report)
         r.retry_policies = {n: res.retry for n, res in resolved.items()}
         by_task: dict[str, list[JobView]] = {}
         for v in run_jobs:
@@ -345,7 +323,7 @@ def reconcile(
         for step_name in step_names:
             _fold_jobs(r, r.task(step_name), by_task.get(step_name, []))
         # A problem only matters for a step that still has to run.
-        problems.extend(p for n, p in step_problems.items() if r.task(n).phase != "Succeeded")
+        problems.extend(p for n, p in step_problems if r.task(n).phase != "Succeeded")
 
     terminal = st.phase == "Succeeded" or (
         st.phase == "Failed" and _condition_reason(st, "Succeeded") == "Timeout"
@@ -718,7 +696,7 @@ def _collect(r: _Run, spec: PipelineSpec, views: list[JobView]) -> None:
 
 def _fail_invalid(r: _Run, problems: list[str], generation: int | None) -> None:
     st = r.st
-    message = "Invalid pipeline: " + "; ".join(problems) + "."
+    message = validation.invalid_message("pipeline", problems)
     if st.phase != "Failed" or st.message != message:
         r.event("Warning", "InvalidSpec", message)
     st.phase = "Failed"
