@@ -6,7 +6,9 @@ import argparse
 import asyncio
 import logging
 import sys
+import threading
 from collections.abc import Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -102,7 +104,16 @@ def _run(args: argparse.Namespace) -> int:
     namespaces = args.namespaces or []
     elector = None
     if args.leader_elect:
-        elector = _elect(args, namespaces)
+        # A replica waiting for the Lease is healthy: answer the liveness probe
+        # until kopf's own endpoint takes the port over, or Kubernetes would
+        # restart every standby replica when its startup probe runs out.
+        standby = _standby_health(args.health_port) if args.health_port else None
+        try:
+            elector = _elect(args, namespaces)
+        finally:
+            if standby is not None:
+                standby.shutdown()
+                standby.server_close()
     try:
         asyncio.run(
             kopf.operator(
@@ -117,6 +128,27 @@ def _run(args: argparse.Namespace) -> int:
         if elector is not None:
             elector.release()
     return 0
+
+
+def _standby_health(port: int) -> ThreadingHTTPServer:
+    """Serve 200 on /healthz (the path kopf serves later) while this replica waits."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            ok = self.path.split("?")[0] == "/healthz"
+            body = b'{"standby": "waiting for the leader election Lease"}' if ok else b""
+            self.send_response(200 if ok else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass  # probes every few seconds: not worth a log line each
+
+    server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
+    threading.Thread(target=server.serve_forever, name="standby-health", daemon=True).start()
+    return server
 
 
 def _elect(args: argparse.Namespace, namespaces: list[str]) -> LeaderElector:

@@ -17,9 +17,11 @@ import json
 import os
 import re
 import subprocess
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,7 @@ from kubernetes import client
 
 from support import chart
 from support.cluster import ROOT, Cluster
-from support.operator import OperatorProcess
+from support.operator import OperatorProcess, free_port
 from support.wait import wait_for
 
 pytestmark = pytest.mark.cluster
@@ -633,3 +635,62 @@ def test_plain_manifests_apply_as_committed_and_the_operator_pod_runs(
     finally:
         chart.delete_cluster_scoped(cluster, objects)
         cluster.kubectl("delete", "namespace", ns, "--ignore-not-found", "--wait=false")
+
+
+def test_a_replica_waiting_for_the_lease_passes_the_charts_probes_until_it_leads(
+    cluster: Cluster, api_client: client.ApiClient, namespace: str, tmp_path: Path
+) -> None:
+    """The chart probes /healthz on the health port. A standby replica (another
+    one holds the Lease) must answer there, or its startup probe restarts it
+    over and over; once it leads, kopf's own endpoint answers on the same port."""
+    coord = client.CoordinationV1Api(api_client)
+    now = datetime.now(UTC)
+    coord.create_namespaced_lease(
+        namespace,
+        client.V1Lease(
+            metadata=client.V1ObjectMeta(name="held"),
+            spec=client.V1LeaseSpec(
+                holder_identity="another-replica",
+                lease_duration_seconds=3600,
+                acquire_time=now,
+                renew_time=now,
+            ),
+        ),
+    )
+    port = free_port()
+    op = OperatorProcess(
+        cluster.kubeconfig,
+        tmp_path / "operator.log",
+        namespaces=[namespace],
+        extra_args=[
+            "--leader-election-namespace",
+            namespace,
+            "--leader-election-id",
+            "held",
+            "--lease-duration",
+            "30",
+            "--health-port",
+            str(port),
+        ],
+    ).start()
+
+    def healthz() -> str | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                return str(r.read().decode()) if r.status == 200 else None
+        except OSError:
+            return None
+
+    try:
+        standby = wait_for(healthz, timeout=30, what="/healthz while waiting for the Lease")
+        assert "standby" in standby
+        assert "another replica leads" in op.log()
+        coord.delete_namespaced_lease("held", namespace)  # the leader is gone
+        wait_for(
+            lambda: (body := healthz()) is not None and "standby" not in body,
+            timeout=30,
+            what="kopf's /healthz once this replica leads",
+        )
+        assert "leading (lease" in op.log()
+    finally:
+        op.stop()
