@@ -9,6 +9,7 @@ the chart with its default values into manifests/:
     manifests/02-sluice.yaml        ServiceAccount, RBAC, Deployment, metrics Service
     manifests/monitoring/*.yaml     optional: ServiceMonitor, PrometheusRule, dashboard
     docs/install.md                 its values table, from the comments in values.yaml
+    helm/sluice/values.schema.json  types of the values, from values.yaml's defaults
 
     python hack/gen_manifests.py            # write them
     python hack/gen_manifests.py --check    # exit 1 with a diff if any is stale
@@ -189,6 +190,69 @@ def undocumented_values(text: str | None = None) -> list[str]:
     return missing
 
 
+# values.schema.json: types come from the defaults in values.yaml, with these
+# refinements. Objects are closed (a misspelt key is an error) except the
+# Kubernetes-shaped ones below, which take any field Kubernetes does.
+_OPEN_OBJECTS = (
+    "resources",
+    "podSecurityContext",
+    "securityContext",
+    "startupProbe",
+    "livenessProbe",
+    "readinessProbe",
+    "grafanaDashboard.labels",
+)
+_REFINED: dict[str, dict[str, Any]] = {
+    "logLevel": {"enum": ["DEBUG", "INFO", "WARNING", "ERROR"]},
+    "image.pullPolicy": {"enum": ["IfNotPresent", "Always", "Never"]},
+    "image.tag": {"type": ["string", "number"]},
+    "metrics.service.type": {"enum": ["ClusterIP", "NodePort", "LoadBalancer"]},
+    "watch.namespaces": {
+        "type": "array",
+        "uniqueItems": True,
+        "items": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"},
+    },
+    "replicaCount": {"type": "integer", "minimum": 1},
+    "leaderElection.leaseDuration": {"type": "number", "minimum": 1},
+    "prometheusRule.reconcile.errorRatio": {"type": "number", "minimum": 0, "maximum": 1},
+    "prometheusRule.retries.threshold": {"type": "number", "minimum": 0},
+}
+_JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array"}
+
+
+def values_schema() -> dict[str, Any]:
+    """The JSON Schema Helm checks values against (install, upgrade, template, lint)."""
+    comments = {path: text for path, _, text in values_doc()}
+
+    def node(value: Any, path: str) -> dict[str, Any]:
+        schema: dict[str, Any]
+        if isinstance(value, dict):
+            schema = {"type": "object"}
+            if value:
+                schema["properties"] = {
+                    k: node(v, f"{path}.{k}" if path else k) for k, v in value.items()
+                }
+            open_ = any(path == o or path.startswith(f"{o}.") for o in _OPEN_OBJECTS)
+            if path and (open_ or not value):
+                schema["additionalProperties"] = True
+            else:
+                schema["additionalProperties"] = False
+        else:
+            schema = {"type": _JSON_TYPES[type(value)]}
+        if comments.get(path):
+            schema["description"] = comments[path]
+        schema.update(_REFINED.get(path, {}))
+        return schema
+
+    values = yaml.safe_load(VALUES.read_text())
+    root = node(values, "")
+    root["properties"]["global"] = {
+        "type": "object",
+        "description": "Values a parent chart shares with its subcharts.",
+    }
+    return {"$schema": "http://json-schema.org/draft-07/schema#", "title": "sluice", **root}
+
+
 def values_table() -> str:
     rows = ["| Key | Default | Description |", "| --- | --- | --- |"]
     for path, value, comment in values_doc():
@@ -229,6 +293,7 @@ def expected() -> dict[Path, str]:
         files[MANIFESTS / "monitoring" / name] = HEADER.format(
             what=f"default values and {flag}"
         ) + _strip_blank_docs(text)
+    files[CHART / "values.schema.json"] = json.dumps(values_schema(), indent=2) + "\n"
     doc = _install_doc()
     if doc is not None:
         files[INSTALL_DOC] = doc

@@ -91,8 +91,36 @@ def test_every_values_leaf_is_in_the_install_docs_table() -> None:
 
 
 def test_watch_namespaces_must_be_exact_names() -> None:
-    with pytest.raises(SystemExit, match="exact names only"):
+    with pytest.raises(SystemExit, match="does not match pattern"):
         chart.render("watch.namespaces={team-*}")
+
+
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [
+        ("serviceMonitor.enable=true", "additional properties 'enable' not allowed"),
+        ("logLevel=TRACE", "value must be one of"),
+        ("replicaCount=0", "minimum"),
+        ("prometheusRule.reconcile.errorRatio=2", "maximum"),
+    ],
+)
+def test_values_schema_rejects_misspelt_keys_and_impossible_values(bad: str, error: str) -> None:
+    with pytest.raises(SystemExit, match=error):
+        chart.render(bad)
+
+
+def test_values_schema_accepts_any_kubernetes_field_in_kubernetes_shaped_values() -> None:
+    container = _container(
+        _objects(
+            "resources.limits.ephemeral-storage=1Gi",
+            "securityContext.runAsNonRoot=true",
+            "livenessProbe.initialDelaySeconds=5",
+            "image.tag=1.2",
+        )
+    )
+    assert container["resources"]["limits"]["ephemeral-storage"] == "1Gi"
+    assert container["livenessProbe"]["initialDelaySeconds"] == 5
+    assert container["image"].endswith(":1.2")
 
 
 # --------------------------------------------------------------------------- RBAC
