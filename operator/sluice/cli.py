@@ -9,9 +9,11 @@ import sys
 import threading
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from sluice.shell.admission import Admission
     from sluice.shell.leader import LeaderElector
 
 __all__ = ["main"]
@@ -67,6 +69,44 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds a leader's Lease lasts without renewal (failover time after a crash)",
     )
     run.add_argument(
+        "--admission",
+        choices=["off", "local", "cluster"],
+        default="off",
+        help="validating admission webhook: off (default; the operator still fails invalid "
+        "pipelines), local (serve on 127.0.0.1 with a generated CA and register a "
+        "ValidatingWebhookConfiguration for the watched namespaces, removed on exit), "
+        "cluster (serve on :9443 behind the chart's Service, certificates from files)",
+    )
+    run.add_argument(
+        "--webhook-port",
+        type=int,
+        default=None,
+        help="webhook HTTPS port (default: any free port for local, 9443 for cluster)",
+    )
+    run.add_argument(
+        "--webhook-address",
+        default=None,
+        help="address the webhook binds (default: 127.0.0.1 for local, 0.0.0.0 for cluster)",
+    )
+    run.add_argument(
+        "--webhook-cert-file",
+        type=Path,
+        default=None,
+        help="serving certificate (PEM) for --admission cluster, e.g. a mounted tls.crt",
+    )
+    run.add_argument(
+        "--webhook-key-file",
+        type=Path,
+        default=None,
+        help="its private key (PEM), e.g. a mounted tls.key",
+    )
+    run.add_argument(
+        "--webhook-ca-file",
+        type=Path,
+        default=None,
+        help="CA bundle of the serving certificate (optional, e.g. a mounted ca.crt)",
+    )
+    run.add_argument(
         "--log-level",
         default="INFO",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -75,7 +115,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if (
+        args.command == "run"
+        and args.admission == "cluster"
+        and (args.webhook_cert_file is None or args.webhook_key_file is None)
+    ):
+        parser.error("--admission cluster needs --webhook-cert-file and --webhook-key-file")
     if args.command == "run":
         return _run(args)
     return 2
@@ -114,6 +161,7 @@ def _run(args: argparse.Namespace) -> int:
             if standby is not None:
                 standby.shutdown()
                 standby.server_close()
+    webhook = _admission(args, namespaces)
     try:
         asyncio.run(
             kopf.operator(
@@ -125,9 +173,28 @@ def _run(args: argparse.Namespace) -> int:
             )
         )
     finally:
+        if webhook is not None:
+            webhook.close()
         if elector is not None:
             elector.release()
     return 0
+
+
+def _admission(args: argparse.Namespace, namespaces: list[str]) -> Admission | None:
+    """Register the validating webhook's handlers and server (--admission)."""
+    from sluice.shell.admission import AdmissionConfig, install
+
+    return install(
+        AdmissionConfig(
+            mode=args.admission,
+            namespaces=namespaces,
+            port=args.webhook_port,
+            address=args.webhook_address,
+            cert_file=args.webhook_cert_file,
+            key_file=args.webhook_key_file,
+            ca_file=args.webhook_ca_file,
+        )
+    )
 
 
 def _standby_health(port: int) -> ThreadingHTTPServer:
