@@ -537,6 +537,7 @@ class PipelineSpec(_Model):
     )
     suspend: bool = Field(
         default=False,
+        strict=True,  # not "yes", "1" or "on": the schema says boolean, so does the operator
         description="Pause the pipeline: no new Jobs are started; running ones finish.",
     )
     ttl_seconds_after_finished: int | None = Field(

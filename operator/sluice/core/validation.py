@@ -362,6 +362,8 @@ def _task_problems(task: TaskSpec) -> Iterator[tuple[Severity, str]]:
     if not _IMAGE.fullmatch(task.image):
         yield "error", f"image {_q(task.image)} {IMAGE_MESSAGE}"
     declared = [p.name for p in task.params]
+    for name in _twice(declared):
+        yield "error", f"parameter {_q(name)} is declared twice"
     yield from _param_references(task, set(declared))
     yield from _env_problems(task.env)
     yield from _env_from_problems(task.env_from)
@@ -700,7 +702,7 @@ def _check_graph(report: Report, spec: PipelineSpec) -> None:
         listed: set[str] = set()
         for dep in step.depends_on:
             if dep == step.name:
-                report._add("error", f"task {_q(step.name)} depends on itself")
+                report._add("error", f"task {_q(step.name)}: a task cannot depend on itself")
             elif dep in listed:
                 report._add("error", f"task {_q(step.name)} lists {_q(dep)} twice in dependsOn")
             elif dep not in known:
@@ -729,9 +731,21 @@ def _check_job_names(report: Report, spec: PipelineSpec, pipeline: str) -> None:
         )
 
 
+def _twice(names: Iterable[str]) -> list[str]:
+    seen: set[str] = set()
+    twice: list[str] = []
+    for n in names:
+        if n in seen and n not in twice:
+            twice.append(n)
+        seen.add(n)
+    return twice
+
+
 def _check_steps(
     report: Report, spec: PipelineSpec, tasks: Mapping[str, Mapping[str, Any]] | None
 ) -> None:
+    for name in _twice(p.name for p in spec.params):
+        report._add("error", f"pipeline parameter {_q(name)} is declared twice")
     pipeline_params = {p.name: p.value for p in spec.params}
     checked: dict[str, Report] = {}
     used_params: set[str] = set()
@@ -739,6 +753,8 @@ def _check_steps(
     max_timeout = spec.timeout_seconds
     for step in spec.tasks:
         where = f"task {_q(step.name)}"
+        for dup in _twice(p.name for p in step.params):
+            report._add("error", f"{where} sets parameter {_q(dup)} twice", step=step.name)
         # Step values may refer to pipeline params; nothing else is substituted into them.
         for p in step.params:
             refs = params.referenced_params(p.value)
