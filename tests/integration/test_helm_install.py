@@ -684,13 +684,14 @@ def test_a_replica_waiting_for_the_lease_passes_the_charts_probes_until_it_leads
     try:
         standby = wait_for(healthz, timeout=30, what="/healthz while waiting for the Lease")
         assert "standby" in standby
-        assert "another replica leads" in op.log()
+        wait_for(lambda: "another replica leads" in op.log(), timeout=30, what="a waiting replica")
+        assert "standby" in (healthz() or "")  # still waiting, still healthy
         coord.delete_namespaced_lease("held", namespace)  # the leader is gone
         wait_for(
             lambda: (body := healthz()) is not None and "standby" not in body,
             timeout=30,
             what="kopf's /healthz once this replica leads",
         )
-        assert "leading (lease" in op.log()
+        wait_for(lambda: "leading (lease" in op.log(), timeout=10, what="the leading log line")
     finally:
         op.stop()
