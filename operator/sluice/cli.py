@@ -168,7 +168,11 @@ def _run(args: argparse.Namespace) -> int:
                 clusterwide=not namespaces,
                 namespaces=namespaces,
                 standalone=True,  # one actor is guaranteed by the Lease, not kopf peering
-                memo=kopf.Memo(metrics=metrics, elector=elector),
+                memo=kopf.Memo(
+                    metrics=metrics,
+                    elector=elector,
+                    namespace_globs=any(c in ns for ns in namespaces for c in "*?!,"),
+                ),
                 liveness_endpoint=liveness,
             )
         )
