@@ -293,7 +293,7 @@ def expected() -> dict[Path, str]:
         files[MANIFESTS / "monitoring" / name] = HEADER.format(
             what=f"default values and {flag}"
         ) + _strip_blank_docs(text)
-    files[CHART / "values.schema.json"] = json.dumps(values_schema(), indent=2) + "\n"
+    files[CHART / "values.schema.json"] = json.dumps(values_schema(), indent=2) + "\n"  # see main
     doc = _install_doc()
     if doc is not None:
         files[INSTALL_DOC] = doc
@@ -310,6 +310,7 @@ LINT_CASES: dict[str, tuple[str, ...]] = {
         "grafanaDashboard.enabled=true",
     ),
     "no leader election": ("leaderElection.enabled=false",),
+    "admission webhook": ("webhook.enabled=true", "watch.namespaces={team-a}"),
     "existing ServiceAccount, own RBAC": (
         "serviceAccount.create=false",
         "serviceAccount.name=sluice",
@@ -367,6 +368,9 @@ def main(argv: list[str] | None = None) -> int:
         if not failures:
             print(f"helm lint: {len(LINT_CASES)} value sets passed")
         return 1 if failures else 0
+    schema = CHART / "values.schema.json"
+    if not args.check:  # helm validates values against it while rendering below
+        schema.write_text(json.dumps(values_schema(), indent=2) + "\n")
     files = expected()
     if args.check:
         problems = _stale(files)

@@ -13,9 +13,13 @@ tests one after the other).
 
 from __future__ import annotations
 
+import base64
+import http.client
 import json
 import os
 import re
+import socket
+import ssl
 import subprocess
 import urllib.request
 import uuid
@@ -693,5 +697,110 @@ def test_a_replica_waiting_for_the_lease_passes_the_charts_probes_until_it_leads
             what="kopf's /healthz once this replica leads",
         )
         wait_for(lambda: "leading (lease" in op.log(), timeout=10, what="the leading log line")
+    finally:
+        op.stop()
+
+
+def _review(namespace: str, name: str, tasks: list[dict[str, Any]]) -> dict[str, Any]:
+    pipeline = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Pipeline",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"tasks": tasks},
+    }
+    return {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": str(uuid.uuid4()),
+            "kind": {"group": GROUP, "version": VERSION, "kind": "Pipeline"},
+            "resource": {"group": GROUP, "version": VERSION, "resource": "pipelines"},
+            "requestKind": {"group": GROUP, "version": VERSION, "kind": "Pipeline"},
+            "requestResource": {"group": GROUP, "version": VERSION, "resource": "pipelines"},
+            "name": name,
+            "namespace": namespace,
+            "operation": "CREATE",
+            "userInfo": {"username": "someone"},
+            "object": pipeline,
+            "oldObject": None,
+            "dryRun": False,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"},
+        },
+    }
+
+
+def test_webhook_wiring_is_accepted_and_the_operator_answers_with_the_charts_certificate(
+    cluster: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    """What the API server would do, short of calling the Service (this cluster
+    has no Service network): accept the chart's webhook objects (server-side dry
+    run), then reach the operator over TLS that verifies the chart's serving
+    certificate for the Service's DNS name against the caBundle it registers."""
+    release = f"sluice-{uuid.uuid4().hex[:6]}"
+    rendered = chart.render(
+        "webhook.enabled=true",
+        f"watch.namespaces={{{namespace}}}",
+        release=release,
+        namespace=namespace,
+    )
+    cluster.kubectl("apply", "--server-side", "--dry-run=server", "-f", "-", stdin=rendered)
+    objects = chart.docs(rendered)
+    secret = chart.find(objects, "Secret")["data"]
+    config = chart.find(objects, "ValidatingWebhookConfiguration")
+    hook = next(w for w in config["webhooks"] if w["name"].startswith("validate.pipelines"))
+    service = hook["clientConfig"]["service"]
+    for key in ("tls.crt", "tls.key", "ca.crt"):
+        (tmp_path / key).write_bytes(base64.b64decode(secret[key]))
+    port = free_port()
+    op = OperatorProcess(
+        cluster.kubeconfig,
+        tmp_path / "operator.log",
+        namespaces=[namespace],
+        extra_args=[
+            *_lease_args(namespace),
+            "--admission",
+            "cluster",
+            "--webhook-port",
+            str(port),
+            "--webhook-cert-file",
+            str(tmp_path / "tls.crt"),
+            "--webhook-key-file",
+            str(tmp_path / "tls.key"),
+        ],
+    ).start()
+    tls = ssl.create_default_context(
+        cadata=base64.b64decode(hook["clientConfig"]["caBundle"]).decode()
+    )
+    dns_name = f"{service['name']}.{service['namespace']}.svc"
+
+    def post(review: dict[str, Any]) -> dict[str, Any] | None:
+        try:
+            raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+        except OSError:
+            return None  # not serving yet
+        conn = http.client.HTTPSConnection(dns_name, port, timeout=10)
+        conn.sock = tls.wrap_socket(raw, server_hostname=dns_name)
+        conn.request(
+            "POST", service["path"], json.dumps(review), {"Content-Type": "application/json"}
+        )
+        answer: dict[str, Any] = json.loads(conn.getresponse().read())
+        conn.close()
+        return answer
+
+    try:
+        bad = [  # a cycle: what only the webhook (not the CRD schema) can refuse
+            {"name": "a", "task": {"image": BUSYBOX}, "dependsOn": ["b"]},
+            {"name": "b", "task": {"image": BUSYBOX}, "dependsOn": ["a"]},
+        ]
+        refused = wait_for(
+            lambda: post(_review(namespace, "loop", bad)),
+            timeout=30,
+            what="the webhook to answer over TLS",
+        )
+        assert refused["response"]["allowed"] is False, refused
+        assert "cycle" in refused["response"]["status"]["message"]
+        good = [{"name": "a", "task": {"image": BUSYBOX}}]
+        allowed = post(_review(namespace, "fine", good))
+        assert allowed is not None and allowed["response"]["allowed"] is True, allowed
     finally:
         op.stop()

@@ -385,3 +385,114 @@ def test_alert_expressions_parse_and_query_only_declared_metrics() -> None:
     )
     exprs = [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]]
     assert _metric_names(exprs) - _declared_metric_names() == {"up"}
+
+
+# --------------------------------------------------------------------------- admission webhook
+
+
+def test_webhook_is_off_by_default_so_plain_manifests_carry_no_private_key() -> None:
+    assert not {"Secret", "ValidatingWebhookConfiguration"} & set(chart.kinds(_objects()))
+    for f in (ROOT / "manifests").rglob("*.yaml"):
+        assert "PRIVATE KEY" not in f.read_text() and "tls.key" not in f.read_text(), f
+
+
+@pytest.mark.parametrize("watched", [(), ("team-b", "team-a")], ids=["cluster-wide", "namespaced"])
+def test_webhook_configuration_matches_what_the_operator_serves(watched: tuple[str, ...]) -> None:
+    from sluice.shell import admission
+
+    sets = ["webhook.enabled=true"]
+    if watched:
+        sets.append(f"watch.namespaces={{{','.join(watched)}}}")
+    objects = _objects(*sets, namespace="ops")
+    config = chart.find(objects, "ValidatingWebhookConfiguration")
+    service = chart.find(objects, "Service", "sluice-webhook")
+    hooks = {w["name"]: w for w in config["webhooks"]}
+    assert set(hooks) == {admission.PIPELINE_WEBHOOK, admission.TASK_WEBHOOK}
+    paths = {
+        admission.PIPELINE_WEBHOOK: admission.PIPELINE_PATH,
+        admission.TASK_WEBHOOK: admission.TASK_PATH,
+    }
+    for name, hook in hooks.items():
+        assert hook["clientConfig"]["service"] == {
+            "name": service["metadata"]["name"],
+            "namespace": "ops",
+            "path": paths[name],
+            "port": 443,
+        }
+        assert hook["failurePolicy"] == admission.FAILURE_POLICY
+        assert hook["timeoutSeconds"] == admission.TIMEOUT_SECONDS
+        assert hook["namespaceSelector"] == admission.namespace_selector(list(watched))
+        assert hook["sideEffects"] == "None"
+    container = _container(objects)
+    (port,) = [p for p in container["ports"] if p["name"] == "webhook"]
+    assert service["spec"]["ports"] == [
+        {"name": "webhook", "port": 443, "targetPort": "webhook", "protocol": "TCP"}
+    ]
+    assert port["containerPort"] == admission.CLUSTER_PORT
+    # Only a leading replica serves the webhook: Ready means it answers there.
+    assert container["readinessProbe"]["tcpSocket"] == {"port": "webhook"}
+    args = cli._parser().parse_args(container["args"])
+    assert args.admission == "cluster" and args.webhook_port == admission.CLUSTER_PORT
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert str(args.webhook_cert_file).startswith(mounts["webhook-tls"]["mountPath"])
+    assert mounts["webhook-tls"]["readOnly"] is True
+    # The metrics ServiceMonitor must not pick up the webhook Service.
+    monitor = chart.find(
+        _objects("webhook.enabled=true", "serviceMonitor.enabled=true", api_versions=MONITORING),
+        "ServiceMonitor",
+    )
+    wanted = monitor["spec"]["selector"]["matchLabels"].items()
+    assert not wanted <= service["metadata"]["labels"].items()
+
+
+def test_chart_generated_certificate_is_valid_for_the_webhook_service_and_its_ca_bundle() -> None:
+    import base64
+
+    from cryptography import x509
+
+    objects = _objects("webhook.enabled=true", "watch.namespaces={a}", namespace="ops")
+    secret = chart.find(objects, "Secret")
+    ca = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["ca.crt"]))
+    cert = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
+    assert base64.b64decode(secret["data"]["tls.key"]).startswith(b"-----BEGIN")
+    cert.verify_directly_issued_by(ca)
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "sluice-webhook.ops.svc" in names.get_values_for_type(x509.DNSName)
+    config = chart.find(objects, "ValidatingWebhookConfiguration")
+    assert {w["clientConfig"]["caBundle"] for w in config["webhooks"]} == {secret["data"]["ca.crt"]}
+    deployment = chart.find(objects, "Deployment")
+    volumes = deployment["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "webhook-tls", "secret": {"secretName": secret["metadata"]["name"]}} in volumes
+
+
+def test_cert_manager_mode_needs_cert_manager_and_lets_it_issue_and_inject() -> None:
+    with pytest.raises(SystemExit, match="needs cert-manager"):
+        chart.render("webhook.enabled=true", "webhook.certManager.enabled=true")
+    objects = _objects(
+        "webhook.enabled=true",
+        "webhook.certManager.enabled=true",
+        api_versions=("cert-manager.io/v1",),
+        namespace="ops",
+    )
+    assert "Secret" not in chart.kinds(objects)  # cert-manager writes it
+    certificate = chart.find(objects, "Certificate")
+    assert "sluice-webhook.ops.svc" in certificate["spec"]["dnsNames"]
+    assert certificate["spec"]["secretName"] == "sluice-webhook-tls"
+    assert certificate["spec"]["issuerRef"] == {"kind": "Issuer", "name": "sluice-selfsigned"}
+    config = chart.find(objects, "ValidatingWebhookConfiguration")
+    assert (
+        config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == "ops/sluice-webhook"
+    )
+    assert all("caBundle" not in w["clientConfig"] for w in config["webhooks"])
+    own = _objects(
+        "webhook.enabled=true",
+        "webhook.certManager.enabled=true",
+        "webhook.certManager.issuerRef.kind=ClusterIssuer",
+        "webhook.certManager.issuerRef.name=corp-ca",
+        api_versions=("cert-manager.io/v1",),
+    )
+    assert "Issuer" not in chart.kinds(own)
+    assert chart.find(own, "Certificate")["spec"]["issuerRef"] == {
+        "kind": "ClusterIssuer",
+        "name": "corp-ca",
+    }

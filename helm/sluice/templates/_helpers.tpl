@@ -33,13 +33,18 @@ app.kubernetes.io/name: {{ include "sluice.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
-{{- define "sluice.labels" -}}
+{{/* Labels of every object; the component is the operator's unless said otherwise. */}}
+{{- define "sluice.baseLabels" -}}
 helm.sh/chart: {{ include "sluice.chart" . }}
 {{ include "sluice.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/component: operator
 app.kubernetes.io/part-of: sluice
 app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "sluice.labels" -}}
+{{ include "sluice.baseLabels" . }}
+app.kubernetes.io/component: operator
 {{- end }}
 
 {{- define "sluice.serviceAccountName" -}}
@@ -61,6 +66,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{/* The metrics Service's name; the "up" alert selects its scrape job by it. */}}
 {{- define "sluice.metricsServiceName" -}}
 {{- printf "%s-metrics" (include "sluice.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The webhook Service's name: its DNS name is in the serving certificate. */}}
+{{- define "sluice.webhookServiceName" -}}
+{{- printf "%s-webhook" (include "sluice.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
 {{/* True (non-empty) when the cluster serves the prometheus-operator API. */}}
