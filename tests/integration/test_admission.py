@@ -19,7 +19,7 @@ from kubernetes import client
 from sluice.core import validation
 from sluice.shell import admission
 from support.cluster import ROOT, Cluster
-from support.operator import OperatorProcess
+from support.operator import OperatorProcess, free_port
 from support.pipelines import Sluice, sim
 from support.wait import wait_for
 
@@ -459,4 +459,71 @@ def test_ten_invalid_and_ten_valid_applied_together_without_a_webhook(
     except AssertionError as e:
         raise AssertionError(f"{e}\n--- operator log ---\n{op.log()}") from None
     finally:
+        op.stop()
+
+
+# --- cluster mode: certificates from files, the configuration from the chart ------------
+
+
+def test_cluster_mode_serves_with_certificates_from_files_and_registers_nothing(
+    cluster: Cluster,
+    crds: None,
+    api_client: client.ApiClient,
+    namespaces: Callable[[str], str],
+    tmp_path: Path,
+) -> None:
+    ns = namespaces("adm-cluster")
+    # What the chart mounts from its Secret (self-signed or cert-manager's).
+    certs = admission.make_certificates(tmp_path / "certs", hosts=["127.0.0.1"])
+    port = free_port()
+    op = OperatorProcess(
+        cluster.kubeconfig,
+        tmp_path / "op.log",
+        namespaces=[ns],
+        extra_args=[
+            "--admission",
+            "cluster",
+            "--webhook-address",
+            "127.0.0.1",
+            "--webhook-port",
+            str(port),
+            "--webhook-cert-file",
+            str(certs.cert),
+            "--webhook-key-file",
+            str(certs.key),
+            "--no-leader-elect",
+        ],
+    ).start()
+    api = client.AdmissionregistrationV1Api(api_client)
+    # What the chart creates (with a Service reference where this test has a URL).
+    name = f"sluice-chart-{ns}"
+    vwc = admission.webhook_configuration(name, f"https://127.0.0.1:{port}", certs.ca_bundle, [ns])
+    try:
+        assert registration(api_client, [ns]) is None  # the operator registers nothing
+        api.create_validating_webhook_configuration(vwc)
+        wait_webhook_answers(cluster, ns)
+        r = cluster.kubectl(
+            "apply", "-n", ns, "-f", str(CORPUS / "webhook-unknown-dependency.yaml"), check=False
+        )
+        assert 'task "load" depends on unknown task "transform"' in r.stderr
+        cluster.kubectl(
+            "apply",
+            "-n",
+            ns,
+            "-f",
+            "-",
+            stdin=yaml.safe_dump(
+                {
+                    "apiVersion": "sluice.dev/v1alpha1",
+                    "kind": "Pipeline",
+                    "metadata": {"name": "ok"},
+                    "spec": {"tasks": [{"name": "a", "task": {"image": BUSYBOX}}]},
+                }
+            ),
+        )
+        Sluice(api_client, ns).wait_phase("ok", "Succeeded")
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n--- operator log ---\n{op.log()}") from None
+    finally:
+        api.delete_validating_webhook_configuration(name)
         op.stop()

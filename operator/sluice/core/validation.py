@@ -279,7 +279,7 @@ def _names(values: Iterable[str], limit: int = 8) -> str:
 
 
 def _did_you_mean(word: str, candidates: Iterable[str]) -> str:
-    match = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    match = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.75)
     return f" (did you mean {_q(match[0])}?)" if match else ""
 
 
