@@ -165,9 +165,12 @@ def _build_tool(tool: Tool) -> None:
     if not go:
         raise SystemExit("the Go toolchain is needed to build the local control plane")
     tool.bindir.mkdir(parents=True, exist_ok=True)
-    ldflags = ["-s", "-w"]
+    ldflags = ["-s", "-w", *tool.ldflags]
     if tool.key == "kubernetes":
         ldflags += list(_k8s_ldflags())
+    elif tool.key == "helm":
+        # Without it `helm version` says only "v4.3" (upstream's Makefile sets it).
+        ldflags.append(f"-X helm.sh/helm/v4/internal/version.version={tool.version}")
     tmp = Path(tempfile.mkdtemp(prefix=f"build-{tool.key}-", dir=tool.bindir.parent))
     cmd = [
         go,
