@@ -490,6 +490,8 @@ def test_advice_is_capped_for_the_webhook() -> None:
 
     assert len(advice) == validation.MAX_LISTED
     assert advice[-1] == "and 21 more warnings"
+    report = Report("pipeline", [validation.Finding("warning", "w" * 300)])
+    assert report.advice() == ["w" * 255 + "…"]
 
 
 # --- the operator says what the webhook says --------------------------------------------

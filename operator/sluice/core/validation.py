@@ -86,6 +86,9 @@ message): what a pipeline must leave room for besides its spec."""
 _STATUS_BASE_BYTES: Final = 4096
 """The rest of the status (conditions with their messages, phase, times)."""
 
+_MAX_WARNING: Final = 256
+"""Characters of one admission warning the API server passes on for certain."""
+
 _MAX_ARG_BYTES: Final = 131_072
 """Linux MAX_ARG_STRLEN: a single argument or NAME=value longer than this fails exec."""
 
@@ -236,12 +239,16 @@ class Report:
         return self.message(own) if own else None
 
     def advice(self, limit: int = MAX_LISTED) -> list[str]:
-        """What the webhook sends as warnings: external errors, then warnings."""
+        """What the webhook sends as warnings: external errors, then warnings.
+
+        At most ``limit`` of at most 256 characters each: the API server may cut longer
+        warnings and drops those past 4 KiB in all.
+        """
         notes = [f.message for f in self.errors if f.external]
         notes += [f.message for f in self.warnings]
         if len(notes) > limit:
             notes = [*notes[: limit - 1], f"and {len(notes) - limit + 1} more warnings"]
-        return notes
+        return [n if len(n) <= _MAX_WARNING else n[: _MAX_WARNING - 1] + "…" for n in notes]
 
     def _add(
         self,
