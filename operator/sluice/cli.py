@@ -149,6 +149,9 @@ def _run(args: argparse.Namespace) -> int:
         start_http_server(args.metrics_port, addr=args.metrics_address)
     liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
     namespaces = args.namespaces or []
+    # Before the Lease: a standby replica answers admission reviews too (no leadership
+    # needed to validate), so the webhook Service never routes to a silent replica.
+    webhook = _admission(args, namespaces)
     elector = None
     if args.leader_elect:
         # A replica waiting for the Lease is healthy: answer the liveness probe
@@ -161,7 +164,6 @@ def _run(args: argparse.Namespace) -> int:
             if standby is not None:
                 standby.shutdown()
                 standby.server_close()
-    webhook = _admission(args, namespaces)
     try:
         asyncio.run(
             kopf.operator(
@@ -185,10 +187,10 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _admission(args: argparse.Namespace, namespaces: list[str]) -> Admission | None:
-    """Register the validating webhook's handlers and server (--admission)."""
-    from sluice.shell.admission import AdmissionConfig, install
+    """Start serving the validating webhook in its own thread (--admission)."""
+    from sluice.shell.admission import AdmissionConfig, start
 
-    return install(
+    return start(
         AdmissionConfig(
             mode=args.admission,
             namespaces=namespaces,

@@ -527,3 +527,55 @@ def test_cluster_mode_serves_with_certificates_from_files_and_registers_nothing(
     finally:
         api.delete_validating_webhook_configuration(name)
         op.stop()
+
+
+def test_a_standby_replica_answers_reviews_as_well_as_the_leader(
+    cluster: Cluster,
+    crds: None,
+    api_client: client.ApiClient,
+    namespaces: Callable[[str], str],
+    tmp_path: Path,
+) -> None:
+    # Two replicas with leader election: the Service in front of them may send a review
+    # to either, so the one waiting for the Lease must answer it too.
+    ns = namespaces("adm-ha")
+    certs = admission.make_certificates(tmp_path / "certs", hosts=["127.0.0.1"])
+    ports = [free_port(), free_port()]
+
+    def replica(i: int) -> OperatorProcess:
+        return OperatorProcess(
+            cluster.kubeconfig,
+            tmp_path / f"replica-{i}.log",
+            namespaces=[ns],
+            extra_args=[
+                "--admission=cluster",
+                "--webhook-address=127.0.0.1",
+                f"--webhook-port={ports[i]}",
+                f"--webhook-cert-file={certs.cert}",
+                f"--webhook-key-file={certs.key}",
+            ],
+        )
+
+    leader = replica(0).start()
+    s = Sluice(api_client, ns)
+    s.pipeline("first", {"tasks": [{"name": "a", "task": {"image": BUSYBOX}}]})
+    s.wait_phase("first", "Succeeded")  # replica 0 leads
+    standby = replica(1).start()
+    api = client.AdmissionregistrationV1Api(api_client)
+    name = f"sluice-standby-{ns}"
+    vwc = admission.webhook_configuration(
+        name, f"https://127.0.0.1:{ports[1]}", certs.ca_bundle, [ns]
+    )
+    try:
+        api.create_validating_webhook_configuration(vwc)
+        wait_webhook_answers(cluster, ns)  # answered by the standby
+        assert "another replica leads" in standby.log()
+        assert "leading (lease" not in standby.log()
+        s.pipeline("second", {"tasks": [{"name": "a", "task": {"image": BUSYBOX}}]})
+        s.wait_phase("second", "Succeeded")  # and the leader still runs everything
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n--- standby log ---\n{standby.log()}") from None
+    finally:
+        api.delete_validating_webhook_configuration(name)
+        standby.stop()
+        leader.stop()

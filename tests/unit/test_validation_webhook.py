@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sluice.shell import admission
 from sluice.shell.admission import (
     AdmissionConfig,
-    install,
+    build,
     local_configuration_name,
     make_certificates,
     namespace_selector,
@@ -43,14 +43,6 @@ def body(spec: Any, namespace: str = "team-a", **meta: Any) -> kopf.Body:
             "spec": spec,
         }
     )
-
-
-class FakeIndex:
-    def __init__(self, tasks: dict[str, list[dict[str, Any]]]) -> None:
-        self.tasks = tasks
-
-    def get(self, namespace: str, default: Any = None) -> Any:
-        return self.tasks.get(namespace, default)
 
 
 def handlers(*namespaces: str) -> admission._Handlers:
@@ -138,21 +130,55 @@ def test_an_invalid_pipeline_is_refused_with_the_operators_message() -> None:
     assert warnings == []
 
 
-def test_external_problems_are_warnings_using_the_task_index() -> None:
+def test_external_problems_are_warnings_from_the_tasks_of_the_namespace() -> None:
+    asked: list[str] = []
+
+    def tasks_of(namespace: str) -> dict[str, Any]:
+        asked.append(namespace)
+        return {"other": {"spec": {"image": BUSYBOX}}}
+
     spec = {"tasks": [{"name": "a", "taskRef": {"name": "later"}}]}
-    index = FakeIndex({"team-a": [{"name": "other", "spec": {"image": BUSYBOX}}]})
     warnings: list[str] = []
-    handlers().pipeline(body(spec), None, "CREATE", warnings, sluice_tasks=index)
+    admission._Handlers([], tasks_of).pipeline(body(spec), None, "CREATE", warnings)
 
     assert warnings == ['task "a" refers to Task "later", which does not exist']
+    assert asked == ["team-a"]
+    admission._Handlers([], tasks_of).pipeline(body(VALID), None, "CREATE", [])
+    assert asked == ["team-a"], "no Task lookup for a pipeline without taskRefs"
 
 
-def test_without_the_task_index_task_refs_are_not_judged() -> None:
+def test_when_the_tasks_cannot_be_listed_task_refs_are_not_judged() -> None:
     spec = {"tasks": [{"name": "a", "taskRef": {"name": "later"}}]}
     warnings: list[str] = []
-    handlers().pipeline(body(spec), None, "CREATE", warnings)
+    admission._Handlers([], lambda ns: None).pipeline(body(spec), None, "CREATE", warnings)
 
     assert warnings == []
+
+
+def test_the_task_lookup_lists_the_namespace_and_reads_failure_as_unknown() -> None:
+    class Response:
+        data = b'{"items": [{"metadata": {"name": "t"}, "spec": {"image": "x"}}]}'
+
+    class Custom:
+        def __init__(self, fail: bool) -> None:
+            self.fail = fail
+
+        def list_namespaced_custom_object(self, *args: Any, **kwargs: Any) -> Response:
+            assert args == ("sluice.dev", "v1alpha1", "ns", "tasks")
+            if self.fail:
+                raise OSError("connection refused")
+            return Response()
+
+    original = admission.client.CustomObjectsApi
+    try:
+        admission.client.CustomObjectsApi = lambda api: Custom(fail=False)  # type: ignore[assignment,misc]
+        assert admission.tasks_from_api(None)("ns") == {  # type: ignore[arg-type]
+            "t": {"metadata": {"name": "t"}, "spec": {"image": "x"}}
+        }
+        admission.client.CustomObjectsApi = lambda api: Custom(fail=True)  # type: ignore[assignment,misc]
+        assert admission.tasks_from_api(None)("ns") is None  # type: ignore[arg-type]
+    finally:
+        admission.client.CustomObjectsApi = original  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(
@@ -225,38 +251,35 @@ def test_generated_certificates_chain_to_the_ca_and_name_the_loopback(tmp_path: 
 # --- install ---------------------------------------------------------------------------
 
 
-def test_off_installs_nothing() -> None:
-    registry = kopf.OperatorRegistry()
-
-    assert install(AdmissionConfig("off"), registry=registry) is None
-    assert registry._webhooks.get_all_handlers() == []
+def test_off_builds_nothing() -> None:
+    assert build(AdmissionConfig("off"), api=object()) is None  # type: ignore[arg-type]
 
 
-def test_cluster_mode_installs_the_handlers_and_a_server_on_the_given_files(
-    tmp_path: Path,
-) -> None:
+def test_cluster_mode_builds_its_own_kopf_instance_on_the_given_files(tmp_path: Path) -> None:
     files = make_certificates(tmp_path)
-    registry = kopf.OperatorRegistry()
-    result = install(
-        AdmissionConfig("cluster", cert_file=files.cert, key_file=files.key),
-        registry=registry,
+    result = build(
+        AdmissionConfig("cluster", namespaces=["a"], cert_file=files.cert, key_file=files.key),
+        api=object(),  # type: ignore[arg-type]
     )
 
     assert result is not None and result.registrar is None
-    ids = sorted(h.id for h in registry._webhooks.get_all_handlers())
+    ids = sorted(h.id for h in result.registry._webhooks.get_all_handlers())
     assert ids == ["validate-pipeline", "validate-task"]
-    settings = kopf.OperatorSettings()
-    for handler in registry._activities.get_all_handlers():
-        handler.fn(settings=settings)
-    server = settings.admission.server
+    # Nothing else: it watches nothing and acts on nothing.
+    assert result.registry._watching.get_all_handlers() == []
+    assert result.registry._indexing.get_all_handlers() == []
+    assert [h.id for h in result.registry._activities.get_all_handlers()] == ["login_via_client"]
+    assert kopf.get_default_registry()._webhooks.get_all_handlers() == []
+    server = result.settings.admission.server
     assert isinstance(server, kopf.WebhookServer)
     assert (server.addr, server.port) == ("0.0.0.0", admission.CLUSTER_PORT)
-    assert settings.admission.managed is None
+    assert result.settings.admission.managed is None
+    assert result.settings.scanning.disabled
 
 
 def test_cluster_mode_needs_the_certificate_files() -> None:
     with pytest.raises(ValueError, match="--webhook-cert-file"):
-        install(AdmissionConfig("cluster"), registry=kopf.OperatorRegistry())
+        build(AdmissionConfig("cluster"), api=object())  # type: ignore[arg-type]
 
 
 def test_sluice_run_refuses_cluster_mode_without_certificate_files(

@@ -2,7 +2,13 @@
 
 The checks are ``sluice.core.validation``'s; this module only serves them. kopf's
 ``@kopf.on.validate`` handlers answer the API server's AdmissionReviews, on a
-``kopf.WebhookServer``. ``sluice run --admission MODE`` picks how it is reached:
+``kopf.WebhookServer``, in a kopf instance of their own (own registry, own thread)
+that starts before leader election: every replica answers reviews, a standby one as
+well as the leader, since validating needs no leadership. So a Service in front of
+several replicas (readiness: the webhook port) never routes a review to a replica
+that does not listen, and a rolling update never waits for a standby to lead. The
+Tasks a Pipeline refers to are listed from the API server per review (only for
+Pipelines with a ``taskRef``). ``sluice run --admission MODE`` picks how it is reached:
 
 ``off`` (the default)
     No webhook. The CRD schema and its CEL rules still refuse what they can at
@@ -65,7 +71,8 @@ import ipaddress
 import json
 import logging
 import tempfile
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+import threading
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -85,10 +92,12 @@ __all__ = [
     "AdmissionConfig",
     "CertificateFiles",
     "Registrar",
-    "install",
+    "build",
     "local_configuration_name",
     "make_certificates",
     "namespace_selector",
+    "start",
+    "tasks_from_api",
     "watched",
     "webhook_configuration",
 ]
@@ -156,19 +165,50 @@ def _size(body: Mapping[str, Any]) -> int:
     return len(json.dumps(dict(body), separators=(",", ":"), default=str).encode())
 
 
-def _tasks_in(index: Any, namespace: str) -> dict[str, Mapping[str, Any]] | None:
-    """The Task objects of a namespace from the operator's kopf index, if it has one."""
-    if index is None:
-        return None
-    try:
-        return {t["name"]: t for t in index.get(namespace, [])}
-    except (TypeError, KeyError, AttributeError):
-        return None
+TasksOf = Callable[[str], Mapping[str, Mapping[str, Any]] | None]
+"""The Task objects of a namespace by name (``{"spec": ...}``), or None if unknown."""
+
+
+def _no_tasks(namespace: str) -> None:
+    return None
+
+
+def tasks_from_api(api: client.ApiClient, timeout: float = 5.0) -> TasksOf:
+    """A Task lookup that lists the namespace's Tasks (one call per Pipeline review).
+
+    Any failure reads as "unknown": the checks that need the Tasks are skipped, and the
+    operator makes them anyway.
+    """
+    custom = client.CustomObjectsApi(api)
+
+    def tasks_of(namespace: str) -> Mapping[str, Mapping[str, Any]] | None:
+        try:
+            resp = custom.list_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                namespace,
+                TASK_PLURAL,
+                _preload_content=False,
+                _request_timeout=timeout,
+            )
+            items = json.loads(resp.data).get("items") or []
+        except Exception as e:  # the webhook must answer whatever happens
+            log.warning("could not list the Tasks of %s: %s", namespace, e)
+            return None
+        return {t["metadata"]["name"]: t for t in items}
+
+    return tasks_of
+
+
+def _uses_task_refs(spec: Any) -> bool:
+    steps = spec.get("tasks") if isinstance(spec, Mapping) else None
+    return isinstance(steps, list) and any(isinstance(t, Mapping) and "taskRef" in t for t in steps)
 
 
 @dataclass
 class _Handlers:
     namespaces: Sequence[str]
+    tasks_of: TasksOf = _no_tasks
     refused: dict[str, int] = field(default_factory=lambda: {"pipeline": 0, "task": 0})
 
     def pipeline(
@@ -177,7 +217,7 @@ class _Handlers:
         old: kopf.Body | None,
         operation: str | None,
         warnings: list[str],
-        **kwargs: Any,
+        **_: Any,
     ) -> None:
         meta = body.get("metadata") or {}
         namespace = meta.get("namespace")
@@ -187,10 +227,11 @@ class _Handlers:
             or _spec_unchanged(operation, body, old)
         ):
             return
+        spec = body.get("spec")
         report = validation.check_pipeline(
-            body.get("spec"),
+            spec,
             name=meta.get("name") or None,  # None with generateName: no Job name check
-            tasks=_tasks_in(kwargs.get("sluice_tasks"), namespace or ""),
+            tasks=self.tasks_of(namespace or "") if _uses_task_refs(spec) else {},
             size=_size(body),
         )
         self._answer("pipeline", meta, report, warnings)
@@ -475,15 +516,47 @@ class _QuietRefusals(logging.Filter):
 
 @dataclass
 class Admission:
-    """What ``install`` set up; ``close`` removes a local registration (idempotent)."""
+    """The webhook: its own kopf instance, serving in a thread; ``close`` stops it."""
 
     config: AdmissionConfig
     handlers: _Handlers
+    registry: kopf.OperatorRegistry
+    settings: kopf.OperatorSettings
     registrar: Registrar | None = None
     certificates: CertificateFiles | None = None
     _tmp: tempfile.TemporaryDirectory[str] | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _ready: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
 
-    def close(self) -> None:
+    def start(self) -> Admission:
+        """Serve from now on, whether or not this replica leads (see the module docs)."""
+        self._thread = threading.Thread(target=self._serve, name="sluice-admission", daemon=True)
+        self._thread.start()
+        return self
+
+    def _serve(self) -> None:
+        try:
+            asyncio.run(
+                kopf.operator(
+                    registry=self.registry,
+                    settings=self.settings,
+                    standalone=True,
+                    clusterwide=True,  # it watches nothing: webhooks know no namespaces
+                    stop_flag=self._stop,
+                    ready_flag=self._ready,
+                    memo=kopf.Memo(),
+                )
+            )
+        except Exception:
+            log.exception("the admission webhook stopped; the operator still checks every pipeline")
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop serving and remove a local registration (idempotent)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
         if self.registrar is not None:
             self.registrar.unregister()
         if self._tmp is not None:
@@ -492,29 +565,35 @@ class Admission:
             self._tmp = None
 
 
-def install(
-    config: AdmissionConfig,
-    api: client.ApiClient | None = None,
-    registry: kopf.OperatorRegistry | None = None,
-) -> Admission | None:
-    """Register the webhook handlers and the server for ``config.mode``; None for ``off``."""
+def build(config: AdmissionConfig, api: client.ApiClient | None = None) -> Admission | None:
+    """The webhook for ``config.mode`` (None for ``off``), ready to ``start``.
+
+    Its own kopf registry and settings: the webhook runs in a kopf instance of its own,
+    started before leader election, so every replica answers reviews (a standby one as
+    well as the leader; validation needs no leadership) and a Service in front of them
+    never routes a review to a replica that does not listen.
+    """
     if config.mode == "off":
         return None
-    handlers = _Handlers(list(config.namespaces))
-    admission = Admission(config, handlers)
+    if config.mode == "cluster" and (config.cert_file is None or config.key_file is None):
+        raise ValueError("--admission cluster needs --webhook-cert-file and --webhook-key-file")
+    if api is None:
+        from sluice.shell.kube import load_client
+
+        api = load_client(pool_size=4)
     logging.getLogger("kopf.objects").addFilter(_QuietRefusals())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # a line per request
+
+    handlers = _Handlers(list(config.namespaces), tasks_from_api(api))
+    registry = kopf.OperatorRegistry()
+    settings = kopf.OperatorSettings()
+    admission = Admission(config, handlers, registry, settings)
     if config.mode == "local":
         admission._tmp = tempfile.TemporaryDirectory(prefix="sluice-admission-")
-        admission.certificates = make_certificates(Path(admission._tmp.name))
-        if api is None:
-            from sluice.shell.kube import load_client
-
-            api = load_client(pool_size=2)
+        certs = admission.certificates = make_certificates(Path(admission._tmp.name))
         admission.registrar = Registrar(
             api, local_configuration_name(config.namespaces), config.namespaces
         )
-        certs = admission.certificates
         server: kopf.WebhookServer = _LocalWebhookServer(
             admission.registrar,
             certs.ca_bundle,
@@ -526,8 +605,6 @@ def install(
             pkeyfile=certs.key,
         )
     else:
-        if config.cert_file is None or config.key_file is None:
-            raise ValueError("--admission cluster needs --webhook-cert-file and --webhook-key-file")
         server = kopf.WebhookServer(
             addr=config.address or "0.0.0.0",
             port=config.port or CLUSTER_PORT,
@@ -535,21 +612,18 @@ def install(
             certfile=config.cert_file,
             pkeyfile=config.key_file,
         )
-
-    kwargs: dict[str, Any] = {"registry": registry} if registry is not None else {}
-
-    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-        settings.admission.server = server
-        settings.admission.managed = None  # local: the Registrar; cluster: the chart
-
-    kopf.on.startup(**kwargs)(configure)
+    settings.admission.server = server
+    settings.admission.managed = None  # local: the Registrar; cluster: the chart
+    settings.scanning.disabled = True  # no CRD or namespace watching (and no RBAC for it)
+    settings.posting.enabled = False  # refusals are answers, not Events
+    kopf.on.login(registry=registry)(kopf.login_via_client)
     kopf.on.validate(
         GROUP,
         VERSION,
         PIPELINE_PLURAL,
         id=PIPELINE_PATH.lstrip("/"),
         operations=["CREATE", "UPDATE"],
-        **kwargs,
+        registry=registry,
     )(handlers.pipeline)  # type: ignore[arg-type]  # kopf's protocol spells out every kwarg
     kopf.on.validate(
         GROUP,
@@ -557,6 +631,12 @@ def install(
         TASK_PLURAL,
         id=TASK_PATH.lstrip("/"),
         operations=["CREATE", "UPDATE"],
-        **kwargs,
+        registry=registry,
     )(handlers.task)  # type: ignore[arg-type]
     return admission
+
+
+def start(config: AdmissionConfig, api: client.ApiClient | None = None) -> Admission | None:
+    """Build the webhook for ``config`` and start serving it (None for ``off``)."""
+    admission = build(config, api)
+    return admission.start() if admission is not None else None
