@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 CLUSTER := $(PYTHON) hack/cluster/cluster.py
 export KUBECONFIG := $(CURDIR)/.cluster/kubeconfig
 
-.PHONY: help install cluster cluster-build cluster-down cluster-status dev dev-down test test-unit lint crds manifests helm-lint clean
+.PHONY: help install cluster cluster-build cluster-down cluster-status dev dev-down test test-unit bench lint crds manifests helm-lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -52,6 +52,10 @@ test: install  ## run the whole test suite (starts the local cluster when needed
 
 test-unit: install  ## only the fast tests that need no server
 	$(VENV)/bin/pytest tests/unit
+
+bench: install  ## benchmarks on their own control plane (no Job controller); table + bench/out/results.json
+	$(CLUSTER) build
+	$(PY) bench/run.py
 
 lint: install  ## static checks
 	$(VENV)/bin/ruff check operator tests hack bench

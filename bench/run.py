@@ -1,0 +1,138 @@
+"""`make bench`: run every benchmark on a fresh bench cluster, print a table and
+write bench/out/results.json (the keys are a contract other tools rely on).
+
+    python bench/run.py [--tiny] [--out FILE] [--keep-cluster] [--only NAME ...]
+
+--tiny runs each script at a toy size (seconds, for the smoke test); the
+figures are then meaningless but every key is there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from benchlib import OUT, ROOT, BenchCluster, log, write_result
+
+HERE = Path(__file__).resolve().parent
+
+SIZES: dict[str, dict[str, list[str]]] = {
+    "full": {
+        "handoff": ["--length", "50", "--chains", "200", "--chains-length", "10"],
+        "throughput": ["--pipelines", "500", "--tasks", "10"],
+        "memory": ["--pipelines", "1000", "--tasks", "10"],
+    },
+    "tiny": {
+        "handoff": ["--length", "3", "--chains", "2", "--chains-length", "2"],
+        "throughput": ["--pipelines", "2", "--tasks", "2", "--settle", "0.5"],
+        "memory": ["--pipelines", "2", "--tasks", "2", "--settle", "0.2"],
+    },
+}
+
+# key, label, unit, target, "max" (lower is better) or "min"
+TABLE: list[tuple[str, str, str, float | None, str]] = [
+    ("handoff_p50_ms", "hand-off p50, one chain of 50", "ms", 50, "max"),
+    ("handoff_p95_ms", "hand-off p95, one chain of 50", "ms", None, "max"),
+    ("handoff_p99_ms", "hand-off p99, one chain of 50", "ms", 250, "max"),
+    ("handoff_p50_ms_200", "hand-off p50, 200 chains of 10 at once", "ms", None, "max"),
+    ("handoff_p99_ms_200", "hand-off p99, 200 chains of 10 at once", "ms", 1000, "max"),
+    ("floor_p50_ms", "floor p50 (minimal client), one chain", "ms", None, "max"),
+    ("floor_p99_ms_200", "floor p99, 200 chains at once", "ms", None, "max"),
+    ("floor_ratio_p50", "operator / floor at p50", "x", 3, "max"),
+    ("tasks_per_s", "throughput, 500 pipelines of 10", "tasks/s", 50, "min"),
+    ("all_done_s", "time until all 500 pipelines done", "s", None, "max"),
+    ("api_requests_per_task", "API requests per task (operator's)", "", 4, "max"),
+    ("cpu_s_per_task", "operator CPU per task", "s", None, "max"),
+    ("rss_mib_1000", "peak RSS, 1,000 pipelines of 10", "MiB", 200, "max"),
+]
+
+
+def machine() -> dict[str, Any]:
+    mem_kib = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            mem_kib = int(line.split()[1])
+    load = os.getloadavg()
+    git = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    versions = {}
+    for pkg in ("kopf", "kubernetes", "aiohttp", "pydantic"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = "?"
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "load_avg_1m_at_start": round(load[0], 2),
+        "git": git,
+        "packages": versions,
+        "when": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def table(res: dict[str, Any]) -> str:
+    rows = [f"{'figure':44} {'value':>14} {'target':>9}  met"]
+    rows.append("-" * len(rows[0]))
+    for key, label, unit, target, sense in TABLE:
+        v = res.get(key)
+        value = "-" if v is None else f"{v:g} {unit}".strip()
+        if target is None or v is None:
+            tgt, met = "", ""
+        else:
+            tgt = f"{'<=' if sense == 'max' else '>='} {target:g}"
+            met = "yes" if (v <= target if sense == "max" else v >= target) else "NO"
+        rows.append(f"{label:44} {value:>14} {tgt:>9}  {met}")
+    if res.get("size") == "tiny":
+        rows.append("(tiny sizes: a smoke run, the figures mean nothing)")
+    return "\n".join(rows)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--tiny", action="store_true", help="toy sizes (smoke test)")
+    p.add_argument("--out", type=Path, default=OUT / "results.json")
+    p.add_argument("--only", nargs="*", choices=["handoff", "throughput", "memory"])
+    p.add_argument("--reuse-cluster", action="store_true", help="don't restart it fresh")
+    p.add_argument("--keep-cluster", action="store_true", help="leave it running afterwards")
+    a = p.parse_args()
+    sizes = SIZES["tiny" if a.tiny else "full"]
+    names = a.only or list(sizes)
+    cluster = BenchCluster.from_env()
+    started = time.monotonic()
+    res: dict[str, Any] = {"machine": machine(), "size": "tiny" if a.tiny else "full"}
+    try:
+        cluster.up(fresh=not a.reuse_cluster)
+        for name in names:
+            part = a.out.with_name(f"{a.out.stem}.{name}.json")
+            log(f"--- {name}")
+            subprocess.run(
+                [sys.executable, str(HERE / f"{name}.py"), *sizes[name], "--out", str(part)],
+                check=True,
+            )
+            res.update(json.loads(part.read_text()))
+            part.unlink()
+    finally:
+        if not a.keep_cluster:
+            cluster.down()
+    res["machine"]["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
+    res["bench_seconds"] = round(time.monotonic() - started, 1)
+    write_result(a.out, res)
+    print(table(res))
+    print(f"\nwritten to {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

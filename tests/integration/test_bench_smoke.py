@@ -1,0 +1,65 @@
+"""The benchmarks (bench/) at toy sizes, so the scripts cannot rot.
+
+`make bench` runs them at full size on a control plane of their own without
+the Job controller; here `bench/run.py --tiny` does the same in seconds, on
+an instance derived from this session's (state dir `<cluster dir>-bench-smoke`,
+port base + 500), started fresh and stopped at the end. The figures mean
+nothing at this size: only that every script runs and every key is written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from support.cluster import ROOT
+
+pytestmark = pytest.mark.cluster
+
+CONTRACT = {
+    "handoff_p50_ms",
+    "handoff_p95_ms",
+    "handoff_p99_ms",
+    "handoff_p99_ms_200",
+    "floor_p50_ms",
+    "floor_ratio_p50",
+    "tasks_per_s",
+    "api_requests_per_task",
+    "cpu_s_per_task",
+    "rss_mib_1000",
+}
+"""The keys of bench/out/results.json that other tools rely on."""
+
+
+def test_every_benchmark_runs_at_tiny_size_and_writes_the_contract_keys(tmp_path: Path) -> None:
+    state = Path(os.environ.get("SLUICE_CLUSTER_DIR", ROOT / ".cluster"))
+    port_base = int(os.environ.get("SLUICE_CLUSTER_PORT_BASE", "26400")) + 500
+    env = {
+        **os.environ,
+        "SLUICE_BENCH_CLUSTER_DIR": f"{state}-bench-smoke",
+        "SLUICE_BENCH_PORT_BASE": str(port_base),
+    }
+    out = tmp_path / "results.json"
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--tiny", "--out", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert r.returncode == 0, f"bench/run.py --tiny failed:\n{r.stdout[-3000:]}\n{r.stderr[-5000:]}"
+    results = json.loads(out.read_text())
+    missing = CONTRACT - set(results)
+    assert not missing, f"results.json lacks {sorted(missing)}"
+    for key in CONTRACT:
+        value = results[key]
+        assert isinstance(value, int | float) and math.isfinite(value) and value >= 0, (key, value)
+    assert results["size"] == "tiny"
+    assert "operator / floor at p50" in r.stdout  # the table was printed
