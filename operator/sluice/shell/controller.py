@@ -20,14 +20,14 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from sluice.core import naming
 from sluice.core.reconcile import Plan, reconcile
 from sluice.metrics import Metrics
-from sluice.shell.kube import ApiException, Kube
+from sluice.shell.kube import ApiError, Kube
 
 __all__ = ["Controller", "PipelineKey"]
 
@@ -62,6 +62,10 @@ class _Worker:
     woken_by_completion: float | None = None
     errors: int = 0
     phase: str | None = None
+    due: float | None = None
+    """Monotonic time when something is due (a backoff, a timeout, a TTL, an error retry)."""
+    fingerprint: tuple[Any, ...] | None = None
+    """The inputs as the last reconcile left them (see `_fingerprint`)."""
 
 
 class Controller:
@@ -73,17 +77,19 @@ class Controller:
         jobs: JobsSource,
         tasks: TasksSource,
         metrics: Metrics,
-        threads: int = 16,
     ) -> None:
         self.kube = kube
         self.jobs = jobs
         self.tasks = tasks
         self.metrics = metrics
         self.workers: dict[PipelineKey, _Worker] = {}
-        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sluice-api")
         self.stopping = False
         self.may_act: Callable[[], bool] = lambda: True
         """False while another replica may lead: then nothing is written."""
+        self.task_epochs: dict[str, int] = {}
+        """Per namespace, how many Task events were seen: a change of any Task."""
+        self.skipped = 0
+        """Wake-ups whose inputs were unchanged since the last reconcile."""
 
     # ------------------------------------------------------------------ inputs
     def pipeline_event(self, event_type: str, body: Mapping[str, Any]) -> None:
@@ -114,9 +120,11 @@ class Controller:
 
     def wake_all(self) -> None:
         for worker in self.workers.values():
+            worker.fingerprint = None  # look again, whatever changed
             worker.wake.set()
 
     def wake_namespace(self, namespace: str) -> None:
+        self.task_epochs[namespace] = self.task_epochs.get(namespace, 0) + 1
         for key, worker in self.workers.items():
             if key[0] == namespace:
                 worker.wake.set()
@@ -135,17 +143,20 @@ class Controller:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        await self.kube.close()
 
     # ------------------------------------------------------------------ the loop
     async def _run(self, worker: _Worker) -> None:
-        timeout: float | None = None
         while not self.stopping:
+            timeout = None if worker.due is None else max(worker.due - time.monotonic(), 0.0)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(worker.wake.wait(), timeout)
             worker.wake.clear()
+            if worker.due is not None and time.monotonic() >= worker.due:
+                worker.due = None
+                worker.fingerprint = None  # something is due: decide again
             try:
-                timeout = await self._reconcile_once(worker)
+                ran, requeue = await self._reconcile_once(worker)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -153,10 +164,14 @@ class Controller:
                 self.metrics.reconcile_total.labels("error").inc()
                 delay = _ERROR_BACKOFF[min(worker.errors, len(_ERROR_BACKOFF) - 1)]
                 worker.errors += 1
+                worker.fingerprint = None
                 log.exception(
                     "reconcile of pipeline %s/%s failed; retrying in %ss", *worker.key, delay
                 )
-                timeout = delay
+                worker.due = time.monotonic() + delay
+                continue
+            if ran:
+                worker.due = None if requeue is None else time.monotonic() + requeue
 
     def _observed_jobs(self, worker: _Worker) -> list[dict[str, Any]]:
         ns, name = worker.key
@@ -177,13 +192,44 @@ class Controller:
                 jobs.append(manifest)  # created by us, not yet seen by the watch
         return jobs
 
-    async def _reconcile_once(self, worker: _Worker) -> float | None:
+    def _fingerprint(
+        self, worker: _Worker, body: Mapping[str, Any], jobs: list[dict[str, Any]]
+    ) -> tuple[Any, ...]:
+        """What `reconcile` reads, cheaply compared: equal fingerprints, equal decisions.
+
+        Of the Pipeline: uid, generation (the spec), annotations and status; the
+        namespace's count of Task events; per Job, what `observe_job` reads.
+        Time is not in it: what is due at a time sets `_Worker.due`, and a
+        wake-up at that time always reconciles.
+        """
+        meta = body.get("metadata") or {}
+        return (
+            meta.get("uid"),
+            meta.get("generation"),
+            meta.get("annotations") or {},
+            body.get("status") or {},
+            self.task_epochs.get(worker.key[0], 0),
+            sorted(_job_state(j) for j in jobs),
+        )
+
+    async def _reconcile_once(self, worker: _Worker) -> tuple[bool, float | None]:
+        """Reconcile unless nothing changed since the last time: (ran, requeue after)."""
         if not self.may_act():
-            return None  # paused without the lease; wake_all() resumes us
+            return False, None  # paused without the lease; wake_all() resumes us
         started = time.perf_counter()
         ns, _ = worker.key
         body = worker.body
         jobs = self._observed_jobs(worker)
+        if (
+            worker.fingerprint is not None
+            and self._fingerprint(worker, body, jobs) == worker.fingerprint
+        ):
+            # Our own status write or a Job we created coming back through the
+            # watch: the inputs are those the last reconcile left, and reconcile
+            # is a fixpoint there (tests/unit/test_bench_invariants.py).
+            worker.woken_by_completion = None
+            self.skipped += 1
+            return False, None
         tasks = self.tasks(ns)
         now = datetime.now(UTC)
         plan = reconcile(body, tasks, jobs, now)
@@ -195,10 +241,17 @@ class Controller:
         self.metrics.reconcile_duration.observe(time.perf_counter() - started)
         self.metrics.reconcile_total.labels("requeue" if requeue is not None else "success").inc()
         self._record(worker, plan)
-        return requeue
-
-    async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+        # The inputs this reconcile saw, with its own effects: the status it wrote
+        # (as the server returned it) and the Jobs it created. Not what arrived in
+        # the meantime: that must wake the next reconcile. Nothing after a failure.
+        worker.fingerprint = None
+        if worker.errors == 0:
+            after = {**body, "status": (worker.body.get("status") or {})}
+            if plan.status is None:
+                after = body
+            created = [m for m in plan.create if m["metadata"]["name"] in worker.expected]
+            worker.fingerprint = self._fingerprint(worker, after, jobs + created)
+        return True, requeue
 
     async def _apply(self, worker: _Worker, plan: Plan, now: datetime) -> float | None:
         ns, name = worker.key
@@ -206,9 +259,9 @@ class Controller:
 
         async def create(manifest: dict[str, Any]) -> None:
             try:
-                await self._call(self.kube.create_job, ns, manifest)
+                await self.kube.create_job(ns, manifest)
                 self.metrics.jobs_created.inc()
-            except ApiException as e:
+            except ApiError as e:
                 if e.status != 409:
                     self.metrics.job_api_errors.labels("create", str(e.status)).inc()
                     failures.append(f"{manifest['metadata']['name']}: {_api_reason(e)}")
@@ -231,8 +284,8 @@ class Controller:
 
         async def delete(job_name: str) -> None:
             try:
-                await self._call(self.kube.delete_job, ns, job_name)
-            except ApiException as e:
+                await self.kube.delete_job(ns, job_name)
+            except ApiError as e:
                 if e.status != 404:
                     self.metrics.job_api_errors.labels("delete", str(e.status)).inc()
                     log.warning("deleting Job %s/%s failed: %s", ns, job_name, _api_reason(e))
@@ -243,16 +296,16 @@ class Controller:
             message = "Could not create Jobs: " + "; ".join(failures[:3])
             log.warning("pipeline %s/%s: %s", ns, name, message)
             await self._event(worker, "Warning", "JobCreateFailed", message)
-            with contextlib.suppress(ApiException):
-                await self._call(self.kube.patch_status, ns, name, {"message": message})
+            with contextlib.suppress(ApiError):
+                await self.kube.patch_status(ns, name, {"message": message})
             delay = _ERROR_BACKOFF[min(worker.errors, len(_ERROR_BACKOFF) - 1)]
             worker.errors += 1
             return delay
         worker.errors = 0
         if plan.status is not None:
             try:
-                updated = await self._call(self.kube.patch_status, ns, name, plan.status)
-            except ApiException as e:
+                updated = await self.kube.patch_status(ns, name, plan.status)
+            except ApiError as e:
                 if e.status == 404:
                     return None  # the pipeline is gone; its DELETED event stops us
                 raise
@@ -264,8 +317,8 @@ class Controller:
 
     async def _owned(self, ns: str, manifest: dict[str, Any]) -> bool:
         try:
-            existing = await self._call(self.kube.read_job, ns, manifest["metadata"]["name"])
-        except ApiException:
+            existing = await self.kube.read_job(ns, manifest["metadata"]["name"])
+        except ApiError:
             return True  # gone again, or unreadable: the next reconcile sees the truth
         meta = existing.get("metadata") or {}
         want_uid = manifest["metadata"]["ownerReferences"][0]["uid"]
@@ -276,8 +329,8 @@ class Controller:
 
     async def _event(self, worker: _Worker, type_: str, reason: str, message: str) -> None:
         try:
-            await self._call(self.kube.post_event, worker.body, type_, reason, message)
-        except ApiException as e:
+            await self.kube.post_event(worker.body, type_, reason, message)
+        except ApiError as e:
             log.warning("posting event %s on %s/%s failed: %s", reason, *worker.key, _api_reason(e))
 
     # ------------------------------------------------------------------ metrics
@@ -319,11 +372,33 @@ class Controller:
             self.metrics.pipelines.labels(phase).set(n)
 
 
+def _job_state(job: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The parts of a Job that `sluice.core.reconcile.observe_job` reads."""
+    meta = job.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    annotations = meta.get("annotations") or {}
+    status = job.get("status") or {}
+    ended = tuple(
+        (c.get("type"), c.get("reason"), c.get("message"), c.get("lastTransitionTime"))
+        for c in status.get("conditions") or []
+        if c.get("status") == "True" and c.get("type") in ("Complete", "Failed")
+    )
+    return (
+        meta.get("name") or "",
+        labels.get(naming.LABEL_RUN),
+        labels.get(naming.LABEL_ATTEMPT),
+        tuple(sorted((k, v) for k, v in annotations.items() if k.startswith("sluice.dev/"))),
+        bool(meta.get("deletionTimestamp")),
+        status.get("completionTime"),
+        ended,
+    )
+
+
 def _parse(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def _api_reason(e: ApiException) -> str:
+def _api_reason(e: ApiError) -> str:
     import json
 
     try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import kopf
@@ -18,12 +18,13 @@ from sluice.api import GROUP, PIPELINE_PLURAL, TASK_PLURAL, VERSION
 from sluice.core import naming
 from sluice.metrics import Metrics
 from sluice.shell.controller import Controller
-from sluice.shell.kube import Kube, load_client
+from sluice.shell.kube import Kube, load_config
 from sluice.shell.leader import LeaderElector
 
 log = logging.getLogger(__name__)
 
 _MANAGED = {naming.LABEL_MANAGED_BY: naming.MANAGED_BY}
+_MANAGED_SELECTOR = f"{naming.LABEL_MANAGED_BY}={naming.MANAGED_BY}"
 _KEEP_LABELS = (naming.LABEL_PIPELINE, naming.LABEL_TASK, naming.LABEL_RUN, naming.LABEL_ATTEMPT)
 
 
@@ -67,6 +68,25 @@ def _completed(body: Mapping[str, Any]) -> bool:
     )
 
 
+class _NoEssence(kopf.AnnotationsDiffBaseStorage):
+    """No diff base: Sluice has no change handlers (create/update/delete/field).
+
+    kopf builds the "essence" of every object on every watch event -- a deep
+    copy of the whole body, managedFields and status included -- to diff it for
+    change handlers. Index and event handlers, the only kinds Sluice has
+    (tests/unit/test_bench_invariants.py checks it), never read it; the copy
+    was a tenth of the operator's CPU in the benchmarks (bench/README.md).
+    """
+
+    def build(
+        self,
+        *,
+        body: kopf.Body,
+        extra_fields: Iterable[Any] | None = None,
+    ) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     # Watches must never stall silently: the server closes them, and the client
@@ -82,9 +102,14 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # RBAC grants neither, and kopf would otherwise retry the refused list calls
     # with backoff (about a minute) before it starts watching in namespaced mode.
     settings.scanning.disabled = True
+    # Only Sluice's Jobs, selected by the API server: without this kopf lists and
+    # watches every Job in the watched namespaces (the cluster, by default) and
+    # drops the others client-side, after decoding them.
+    settings.watching.label_selectors["batch", "v1", "jobs"] = _MANAGED_SELECTOR
+    settings.persistence.diffbase_storage = _NoEssence()
     metrics: Metrics = memo.metrics
     controller = Controller(
-        Kube(load_client()),
+        Kube(load_config()),
         jobs=lambda ns, name: [],
         tasks=lambda ns: {},
         metrics=metrics,

@@ -1,86 +1,194 @@
-"""The few API calls Sluice makes, on the official client, returning plain dicts.
+"""The few API calls Sluice makes, as raw JSON over one asyncio HTTP session.
 
-Calls are synchronous (the official client is) and are run in worker threads
-by the controller so kopf's event loop never blocks. ``_preload_content=False``
-skips the client's slow model deserialisation: we read the raw JSON.
+Why not the official client on the hot path: it is synchronous, so its calls
+had to run in a thread pool, and the benchmark (bench/README.md) found most
+of the operator's CPU there: per-call pydantic argument validation, urllib3,
+GIL hand-offs between threads, and new TLS handshakes whenever a response was
+not read back into the pool. This client is aiohttp (already kopf's), runs
+on kopf's event loop, keeps its TLS connections alive and sends and reads
+plain dicts. The official client still *loads the configuration*
+(in-cluster service account or kubeconfig, token refresh included) and
+serves the leader election, which is off the hot path.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import ssl
 import uuid
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
+import aiohttp
 from kubernetes import client, config
-from kubernetes.client.rest import ApiException
 
 from sluice.api import GROUP, PIPELINE_KIND, PIPELINE_PLURAL, VERSION
 
-__all__ = ["ApiException", "Kube", "load_client"]
+__all__ = ["ApiError", "Kube", "load_client", "load_config"]
 
 log = logging.getLogger(__name__)
 
+_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=10)
 
-def load_client(pool_size: int = 32) -> client.ApiClient:
+
+def load_config() -> client.Configuration:
     """In-cluster config when running in a pod, else KUBECONFIG / ~/.kube/config."""
     cfg = client.Configuration()
     try:
         config.load_incluster_config(client_configuration=cfg)
     except config.ConfigException:
         config.load_kube_config(client_configuration=cfg)
+    return cfg
+
+
+def load_client(pool_size: int = 32) -> client.ApiClient:
+    """The official (synchronous) client, for what is off the hot path."""
+    cfg = load_config()
     cfg.connection_pool_maxsize = pool_size
     return client.ApiClient(cfg)
 
 
+class ApiError(Exception):
+    """A refused API call: the HTTP status, its reason and the Status body."""
+
+    def __init__(self, status: int, reason: str, body: str = "") -> None:
+        super().__init__(f"{status} {reason}")
+        self.status = status
+        self.reason = reason
+        self.body = body
+
+
+def _ssl_context(cfg: client.Configuration) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert or None)
+    if cfg.cert_file:
+        ctx.load_cert_chain(cfg.cert_file, cfg.key_file or None)
+    if not cfg.verify_ssl:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
 class Kube:
-    """Job, status and Event calls for one API client."""
+    """Job, status and Event calls: asyncio, raw JSON, one keep-alive connection pool.
 
-    def __init__(self, api: client.ApiClient, component: str = "sluice") -> None:
-        self.api = api
-        self.batch = client.BatchV1Api(api)
-        self.core = client.CoreV1Api(api)
-        self.custom = client.CustomObjectsApi(api)
+    Create the object anywhere; its HTTP session is opened on first use, on
+    the running event loop (kopf's), and closed by :meth:`close`.
+    """
+
+    def __init__(
+        self, cfg: client.Configuration, component: str = "sluice", connections: int = 32
+    ) -> None:
+        self.cfg = cfg
+        self.base = cfg.host.rstrip("/")
         self.component = component
+        self.connections = connections
+        self._ssl: ssl.SSLContext | None = (
+            _ssl_context(cfg) if self.base.startswith("https") else None
+        )
+        self._session: aiohttp.ClientSession | None = None
 
-    def create_job(self, namespace: str, manifest: dict[str, Any]) -> None:
-        self.batch.create_namespaced_job(namespace, manifest, _preload_content=False)
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                ssl=self._ssl if self._ssl is not None else False,
+                limit=self.connections,
+                keepalive_timeout=60,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=_TIMEOUT,
+                headers={"User-Agent": f"{self.component}-operator", "Accept": "application/json"},
+            )
+        return self._session
 
-    def read_job(self, namespace: str, name: str) -> dict[str, Any]:
-        resp = self.batch.read_namespaced_job(name, namespace, _preload_content=False)
-        data: dict[str, Any] = json.loads(resp.data)
-        return data
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
-    def delete_job(self, namespace: str, name: str) -> None:
-        self.batch.delete_namespaced_job(
-            name, namespace, propagation_policy="Background", _preload_content=False
+    def _auth_headers(self) -> dict[str, str]:
+        # Calls the configuration's refresh hook: rotated service-account tokens
+        # and expiring exec-plugin tokens are re-read as the official client would.
+        token = self.cfg.get_api_key_with_prefix("BearerToken", alias="authorization")
+        if token:
+            return {"Authorization": token}
+        if self.cfg.username or self.cfg.password:
+            basic = self.cfg.get_basic_auth_token()
+            return {"Authorization": basic} if basic else {}
+        return {}
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        content_type: str = "application/json",
+        params: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        headers = self._auth_headers()
+        data = None
+        if body is not None:
+            headers["Content-Type"] = content_type
+            data = json.dumps(body, separators=(",", ":")).encode()
+        async with self._get_session().request(
+            method,
+            self.base + path,
+            data=data,
+            params=params,
+            headers=headers,
+            proxy=self.cfg.proxy or None,
+            server_hostname=self.cfg.tls_server_name or None,
+        ) as resp:
+            raw = await resp.read()
+            if resp.status >= 400:
+                raise ApiError(resp.status, resp.reason or "", raw.decode(errors="replace"))
+        if not raw:
+            return {}
+        result: dict[str, Any] = json.loads(raw)
+        return result
+
+    # ------------------------------------------------------------------ calls
+    async def create_job(self, namespace: str, manifest: dict[str, Any]) -> None:
+        await self._request("POST", f"/apis/batch/v1/namespaces/{quote(namespace)}/jobs", manifest)
+
+    async def read_job(self, namespace: str, name: str) -> dict[str, Any]:
+        return await self._request(
+            "GET", f"/apis/batch/v1/namespaces/{quote(namespace)}/jobs/{quote(name)}"
         )
 
-    def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+    async def delete_job(self, namespace: str, name: str) -> None:
+        await self._request(
+            "DELETE",
+            f"/apis/batch/v1/namespaces/{quote(namespace)}/jobs/{quote(name)}",
+            {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"},
+        )
+
+    async def patch_status(
+        self, namespace: str, name: str, patch: dict[str, Any]
+    ) -> dict[str, Any]:
         """Merge-patch the status subresource; returns the updated Pipeline."""
-        resp = self.custom.patch_namespaced_custom_object_status(
-            GROUP,
-            VERSION,
-            namespace,
-            PIPELINE_PLURAL,
-            name,
+        return await self._request(
+            "PATCH",
+            f"/apis/{GROUP}/{VERSION}/namespaces/{quote(namespace)}/{PIPELINE_PLURAL}"
+            f"/{quote(name)}/status",
             {"status": patch},
-            _content_type="application/merge-patch+json",
-            _preload_content=False,
+            content_type="application/merge-patch+json",
         )
-        data: dict[str, Any] = json.loads(resp.data)
-        return data
 
-    def post_event(self, pipeline: dict[str, Any], type_: str, reason: str, message: str) -> None:
+    async def post_event(
+        self, pipeline: dict[str, Any], type_: str, reason: str, message: str
+    ) -> None:
         meta = pipeline.get("metadata") or {}
-        now = datetime.now(UTC)
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        namespace = meta.get("namespace") or "default"
         body = {
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {
                 "name": f"{meta.get('name', 'pipeline')[:200]}.{uuid.uuid4().hex[:12]}",
-                "namespace": meta.get("namespace"),
+                "namespace": namespace,
             },
             "involvedObject": {
                 "apiVersion": f"{GROUP}/{VERSION}",
@@ -96,8 +204,8 @@ class Kube:
             "source": {"component": self.component},
             "reportingComponent": self.component,
             "reportingInstance": self.component,
-            "firstTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "lastTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "firstTimestamp": now,
+            "lastTimestamp": now,
             "count": 1,
         }
-        self.core.create_namespaced_event(meta.get("namespace"), body, _preload_content=False)
+        await self._request("POST", f"/api/v1/namespaces/{quote(namespace)}/events", body)
