@@ -97,11 +97,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.posting.level = logging.WARNING
     settings.execution.max_workers = 8
     settings.persistence.finalizer = f"{GROUP}/finalizer"
-    # No runtime scanning of namespaces and CRDs: namespaces are exact names
-    # (never globs) and the CRDs are installed before the operator. Least-privilege
-    # RBAC grants neither, and kopf would otherwise retry the refused list calls
-    # with backoff (about a minute) before it starts watching in namespaced mode.
-    settings.scanning.disabled = True
+    # No runtime scanning of namespaces and CRDs unless namespace globs need it
+    # (`--namespace 'team-*'`): the CRDs are installed before the operator, and
+    # least-privilege RBAC grants neither; kopf would otherwise retry the refused
+    # list calls with backoff (about a minute) before it starts watching.
+    settings.scanning.disabled = not getattr(memo, "namespace_globs", False)
     # Only Sluice's Jobs, selected by the API server: without this kopf lists and
     # watches every Job in the watched namespaces (the cluster, by default) and
     # drops the others client-side, after decoding them.
