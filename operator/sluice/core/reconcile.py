@@ -468,8 +468,8 @@ def _attempt_failed(
         r.event(
             "Warning",
             "TaskRetrying",
-            f'Task "{ts.name}" attempt {ts.attempts} failed ({reason}); '
-            f"retry {used} of {limit} in {delay:.0f}s.",
+            f'Task "{ts.name}" attempt {ts.attempts} failed ({reason}'
+            f"{': ' + message if message else ''}); retry {used} of {limit} in {delay:.0f}s.",
         )
     else:
         ts.next_retry_at = None
