@@ -21,7 +21,7 @@ if [[ -f $PIDFILE ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
 else
   echo "==> starting the operator (log: .cluster/logs/operator.log, metrics: http://127.0.0.1:9090/metrics)"
   mkdir -p "$ROOT/.cluster/logs" "$ROOT/.cluster/pids"
-  nohup .venv/bin/sluice run --metrics-address 127.0.0.1 ${SLUICE_DEV_ARGS:-} \
+  nohup .venv/bin/sluice run --metrics-address 127.0.0.1 ${SLUICE_DEV_ARGS:---admission local} \
     >>"$ROOT/.cluster/logs/operator.log" 2>&1 &
   echo $! >"$PIDFILE"
 fi
