@@ -46,6 +46,13 @@ def _parser() -> argparse.ArgumentParser:
         help="liveness endpoint port (/healthz); 0 disables it",
     )
     run.add_argument(
+        "--watch-timeout",
+        type=float,
+        default=70.0,
+        help="seconds without any event or bookmark after which a watch is deemed dead "
+        "and reconnected (the API server sends bookmarks about every 60 s)",
+    )
+    run.add_argument(
         "--leader-elect",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -174,6 +181,7 @@ def _run(args: argparse.Namespace) -> int:
                     metrics=metrics,
                     elector=elector,
                     namespace_globs=any(c in ns for ns in namespaces for c in "*?!,"),
+                    watch_timeout=args.watch_timeout,
                 ),
                 liveness_endpoint=liveness,
             )

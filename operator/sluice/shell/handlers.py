@@ -94,6 +94,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
+    settings.watching.inactivity_timeout = float(getattr(memo, "watch_timeout", 70.0))
     settings.posting.level = logging.WARNING
     settings.execution.max_workers = 8
     settings.persistence.finalizer = f"{GROUP}/finalizer"
