@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass, field
 
 
-@dataclass
+@dataclass(eq=False)  # identity semantics: kept in a set
 class _Conn:
     client: asyncio.StreamWriter
     upstream: asyncio.StreamWriter
