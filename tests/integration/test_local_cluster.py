@@ -175,7 +175,7 @@ def test_cluster_down_then_up_works_again(tmp_path: os.PathLike[str], cluster: C
     `make cluster` / `make cluster-down` run, so the shared one is untouched."""
     env = {
         "SLUICE_CLUSTER_DIR": str(tmp_path / "cluster"),
-        "SLUICE_CLUSTER_PORT_BASE": "27400",
+        "SLUICE_CLUSTER_PORT_BASE": "27600",
         "SLUICE_CLUSTER_NODES": "1",
     }
     run_cluster_script("up", env=env)
