@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -27,6 +28,7 @@ from typing import Any
 from sluice.core import naming
 from sluice.core.reconcile import Plan, reconcile
 from sluice.metrics import Metrics
+from sluice.shell.jobs import JobIndex
 from sluice.shell.kube import ApiError, Kube
 
 __all__ = ["Controller", "PipelineKey"]
@@ -74,12 +76,13 @@ class Controller:
     def __init__(
         self,
         kube: Kube,
-        jobs: JobsSource,
         tasks: TasksSource,
         metrics: Metrics,
+        watch_timeout: float = 70.0,
     ) -> None:
         self.kube = kube
-        self.jobs = jobs
+        self.job_index = JobIndex(kube, self.wake, idle_timeout=watch_timeout)
+        self.jobs: JobsSource = self.job_index.jobs
         self.tasks = tasks
         self.metrics = metrics
         self.workers: dict[PipelineKey, _Worker] = {}
@@ -100,14 +103,20 @@ class Controller:
             return
         worker = self.workers.get(key)
         if worker is None:
-            worker = _Worker(key, dict(body))
+            worker = _Worker(key, _slim(body))
             self.workers[key] = worker
-            worker.task = asyncio.create_task(self._run(worker), name=f"pipeline {key[0]}/{key[1]}")
+            self.job_index.synced(key[0])  # starts watching the namespace's Jobs
+            # A context of its own: created in a kopf handler, the task would otherwise
+            # keep kopf's context variables (the cause, the first event's whole body)
+            # alive for as long as the pipeline exists.
+            worker.task = asyncio.create_task(
+                self._run(worker), name=f"pipeline {key[0]}/{key[1]}", context=contextvars.Context()
+            )
         elif (meta.get("uid") != (worker.body.get("metadata") or {}).get("uid")) or _rv(
             body
         ) >= _rv(worker.body):
             # Never step back to an older copy than the one our own patch returned.
-            worker.body = dict(body)
+            worker.body = _slim(body)
         worker.wake.set()
 
     def wake(self, key: PipelineKey, completed: bool = False) -> None:
@@ -133,6 +142,8 @@ class Controller:
         worker = self.workers.pop(key, None)
         if worker and worker.task:
             worker.task.cancel()
+        if worker and not any(k[0] == key[0] for k in self.workers):
+            self.job_index.release(key[0])
         with contextlib.suppress(KeyError):
             self.metrics.pipeline_degraded.remove(*key)
         self._update_phase_gauge()
@@ -143,10 +154,14 @@ class Controller:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.job_index.stop()
         await self.kube.close()
 
     # ------------------------------------------------------------------ the loop
     async def _run(self, worker: _Worker) -> None:
+        # Nothing is decided before every Job of the namespace is known: a restarted
+        # operator must see the Jobs it created before it died.
+        await self.job_index.synced(worker.key[0]).wait()
         while not self.stopping:
             timeout = None if worker.due is None else max(worker.due - time.monotonic(), 0.0)
             with contextlib.suppress(TimeoutError):
@@ -310,7 +325,7 @@ class Controller:
                     return None  # the pipeline is gone; its DELETED event stops us
                 raise
             if _rv(updated) >= _rv(worker.body):
-                worker.body = updated
+                worker.body = _slim(updated)
         for ev in plan.events:
             await self._event(worker, ev.type, ev.reason, ev.message)
         return plan.requeue_after
@@ -370,6 +385,14 @@ class Controller:
                 counts[w.phase] += 1
         for phase, n in counts.items():
             self.metrics.pipelines.labels(phase).set(n)
+
+
+def _slim(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The Pipeline without metadata.managedFields (half its size; nobody here reads it)."""
+    meta = body.get("metadata") or {}
+    if "managedFields" not in meta:
+        return dict(body)
+    return {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
 
 
 def _job_state(job: Mapping[str, Any]) -> tuple[Any, ...]:

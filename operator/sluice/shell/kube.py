@@ -17,6 +17,7 @@ import json
 import logging
 import ssl
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -88,25 +89,34 @@ class Kube:
             _ssl_context(cfg) if self.base.startswith("https") else None
         )
         self._session: aiohttp.ClientSession | None = None
+        self._watch_session: aiohttp.ClientSession | None = None
+
+    def _new_session(self, limit: int) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            ssl=self._ssl if self._ssl is not None else False, limit=limit, keepalive_timeout=60
+        )
+        return aiohttp.ClientSession(
+            connector=connector,
+            timeout=_TIMEOUT,
+            headers={"User-Agent": f"{self.component}-operator", "Accept": "application/json"},
+        )
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(
-                ssl=self._ssl if self._ssl is not None else False,
-                limit=self.connections,
-                keepalive_timeout=60,
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=_TIMEOUT,
-                headers={"User-Agent": f"{self.component}-operator", "Accept": "application/json"},
-            )
+            self._session = self._new_session(self.connections)
         return self._session
 
+    def _get_watch_session(self) -> aiohttp.ClientSession:
+        # Watches hold their connection for minutes: never from the calls' pool.
+        if self._watch_session is None or self._watch_session.closed:
+            self._watch_session = self._new_session(0)
+        return self._watch_session
+
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for session in (self._session, self._watch_session):
+            if session is not None:
+                await session.close()
+        self._session = self._watch_session = None
 
     def _auth_headers(self) -> dict[str, str]:
         # Calls the configuration's refresh hook: rotated service-account tokens
@@ -148,6 +158,63 @@ class Kube:
             return {}
         result: dict[str, Any] = json.loads(raw)
         return result
+
+    # ------------------------------------------------------------------ list and watch
+    async def list_jobs(
+        self, namespace: str, selector: str, limit: int = 500, continue_: str | None = None
+    ) -> dict[str, Any]:
+        """One page of the namespace's Jobs matching ``selector``."""
+        params = {"labelSelector": selector, "limit": str(limit)}
+        if continue_:
+            params["continue"] = continue_
+        return await self._request(
+            "GET", f"/apis/batch/v1/namespaces/{quote(namespace)}/jobs", params=params
+        )
+
+    async def watch_jobs(
+        self, namespace: str, selector: str, resource_version: str, idle_timeout: float
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Watch events (bookmarks included) after ``resource_version``, until the
+        server ends the stream (after 5 minutes) or nothing arrives for
+        ``idle_timeout`` seconds (the server bookmarks about every minute).
+        An ERROR event is raised as :class:`ApiError` (410: start again from a list)."""
+        params = {
+            "watch": "true",
+            "labelSelector": selector,
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": "300",
+        }
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=idle_timeout)
+        async with self._get_watch_session().get(
+            f"{self.base}/apis/batch/v1/namespaces/{quote(namespace)}/jobs",
+            params=params,
+            headers=self._auth_headers(),
+            timeout=timeout,
+            proxy=self.cfg.proxy or None,
+            server_hostname=self.cfg.tls_server_name or None,
+        ) as resp:
+            if resp.status >= 400:
+                body = (await resp.read()).decode(errors="replace")
+                raise ApiError(resp.status, resp.reason or "", body)
+            buffer = b""
+            async for chunk in resp.content.iter_any():
+                buffer += chunk
+                if b"\n" not in chunk:
+                    continue
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if not line.strip():
+                        continue
+                    event: dict[str, Any] = json.loads(line)
+                    if event.get("type") == "ERROR":
+                        status = event.get("object") or {}
+                        raise ApiError(
+                            int(status.get("code") or 500),
+                            str(status.get("reason") or ""),
+                            json.dumps(status),
+                        )
+                    yield event
 
     # ------------------------------------------------------------------ calls
     async def create_job(self, namespace: str, manifest: dict[str, Any]) -> None:
