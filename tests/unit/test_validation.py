@@ -546,3 +546,11 @@ def test_a_task_that_turns_invalid_after_its_step_succeeded_does_not_stop_the_re
 
     assert w.task_phase("b") == "Running"
     assert w.phase == "Running"
+
+
+def test_odd_field_names_are_quoted_so_a_message_stays_one_line() -> None:
+    # Found by hypothesis: a newline in a podTemplate.metadata key reached the message.
+    report = check_task({"image": "busybox:1.36", "podTemplate": {"metadata": {"\n": None}}})
+    assert report.warnings or report.errors
+    for finding in [*report.errors, *report.warnings]:
+        assert "\n" not in finding.message

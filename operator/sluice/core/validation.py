@@ -278,6 +278,13 @@ def _q(value: Any, limit: int = 60) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
+def _field(key: Any) -> str:
+    """A user-supplied field name inside a path: as is when plain, else quoted
+    (a key may hold a newline or be very long; a message stays one short line)."""
+    text = str(key)
+    return text if len(text) <= 60 and _PLAIN.fullmatch(text) else _q(text)
+
+
 def _names(values: Iterable[str], limit: int = 8) -> str:
     items = [_q(v, 40) for v in values]
     if len(items) > limit:
@@ -482,7 +489,7 @@ def _env_from_problems(env_from: list[dict[str, Any]] | None) -> Iterator[tuple[
         for key in refs:
             ref = source[key]
             if not isinstance(ref, Mapping) or not isinstance(ref.get("name"), str):
-                yield "error", f"{where}.{key} needs a name"
+                yield "error", f"{where}.{_field(key)} needs a name"
         if "prefix" in source and not isinstance(source["prefix"], str):
             yield "error", f"{where}.prefix must be a string"
 
@@ -565,7 +572,8 @@ def _template_metadata_problems(meta: Mapping[str, Any]) -> Iterator[tuple[Sever
     for key in sorted(set(meta) - _TEMPLATE_META_KEYS):
         yield (
             "warning",
-            f"podTemplate.metadata.{key} has no effect: only labels and annotations are used",
+            f"podTemplate.metadata.{_field(key)} has no effect: "
+            "only labels and annotations are used",
         )
     labels = meta.get("labels")
     if labels is not None:
@@ -611,7 +619,7 @@ def _pod_spec_problems(spec: Mapping[str, Any]) -> Iterator[tuple[Severity, str]
     for key in sorted(set(spec) - _POD_SPEC_FIELDS):
         yield (
             "warning",
-            f"podTemplate.spec.{key} is not a pod spec field and will be dropped"
+            f"podTemplate.spec.{_field(key)} is not a pod spec field and will be dropped"
             + _did_you_mean(key, _POD_SPEC_FIELDS),
         )
     restart = spec.get("restartPolicy")
@@ -629,7 +637,7 @@ def _pod_spec_problems(spec: Mapping[str, Any]) -> Iterator[tuple[Severity, str]
             isinstance(c, Mapping) and isinstance(c.get("name"), str) and c.get("name")
             for c in items
         ):
-            yield "error", f"podTemplate.spec.{key} must be a list of containers with names"
+            yield "error", f"podTemplate.spec.{_field(key)} must be a list of containers with names"
         elif key == "containers":
             for c in items:
                 if c["name"] != "main" and not isinstance(c.get("image"), str):
