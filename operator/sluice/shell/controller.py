@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
+
 from sluice.core import naming
 from sluice.core.reconcile import Plan, reconcile
 from sluice.metrics import Metrics
@@ -68,6 +70,28 @@ class _Worker:
     """Monotonic time when something is due (a backoff, a timeout, a TTL, an error retry)."""
     fingerprint: tuple[Any, ...] | None = None
     """The inputs as the last reconcile left them (see `_fingerprint`)."""
+    pending: dict[str, Any] | None = None
+    """The status decided but not written yet (see `Controller.status_interval`)."""
+    flush_at: float | None = None
+    """Monotonic time the pending status is to be written."""
+    last_write: float = -1e9
+    """Monotonic time of the last status write."""
+    urgent: bool = False
+    """The pending status holds a significant change: write it without waiting."""
+    flush_task: asyncio.Task[None] | None = None
+    flush_errors: int = 0
+    retry_at: float = 0.0
+    """After a failed status write: not before this monotonic time."""
+
+    def status(self) -> dict[str, Any]:
+        """The status as this operator knows it: written or about to be."""
+        if self.pending is not None:
+            return self.pending
+        status: dict[str, Any] = self.body.get("status") or {}
+        return status
+
+    def effective_body(self) -> dict[str, Any]:
+        return self.body if self.pending is None else {**self.body, "status": self.pending}
 
 
 class Controller:
@@ -79,8 +103,21 @@ class Controller:
         tasks: TasksSource,
         metrics: Metrics,
         watch_timeout: float = 70.0,
+        status_interval: float = 1.0,
+        status_writers: int = 8,
     ) -> None:
         self.kube = kube
+        self.status_interval = status_interval
+        self.status_lane = asyncio.Semaphore(status_writers)
+        """Status writes in flight at once, all pipelines together. They run beside
+        the workers (a worker never waits for its status to be written), queue here
+        when the API server is busy, and coalesce while they queue: Job creations,
+        on which the hand-off latency depends, go first."""
+        """Seconds between two status writes of one pipeline, unless something
+        significant happened (an Event, a phase change): those are written at once.
+        A task's progress within a run can wait: the Jobs are the evidence, the
+        status is a summary, and writing it is the API server's costliest request
+        per task (bench/README.md). 0 writes every change at once."""
         self.job_index = JobIndex(kube, self.wake, idle_timeout=watch_timeout)
         self.jobs: JobsSource = self.job_index.jobs
         self.tasks = tasks
@@ -142,6 +179,8 @@ class Controller:
         worker = self.workers.pop(key, None)
         if worker and worker.task:
             worker.task.cancel()
+        if worker and worker.flush_task:
+            worker.flush_task.cancel()
         if worker and not any(k[0] == key[0] for k in self.workers):
             self.job_index.release(key[0])
         with contextlib.suppress(KeyError):
@@ -154,6 +193,15 @@ class Controller:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        # Best effort: statuses not written yet (a restart would rebuild them from the Jobs).
+        flushes = [w.flush_task for w in self.workers.values() if w.flush_task]
+        flushes += [
+            asyncio.create_task(self._flush(w))
+            for w in self.workers.values()
+            if w.pending is not None and not w.flush_task
+        ]
+        if flushes:
+            await asyncio.wait(flushes, timeout=5)
         await self.job_index.stop()
         await self.kube.close()
 
@@ -163,11 +211,15 @@ class Controller:
         # operator must see the Jobs it created before it died.
         await self.job_index.synced(worker.key[0]).wait()
         while not self.stopping:
-            timeout = None if worker.due is None else max(worker.due - time.monotonic(), 0.0)
+            deadlines = [t for t in (worker.due, worker.flush_at) if t is not None]
+            timeout = max(min(deadlines) - time.monotonic(), 0.0) if deadlines else None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(worker.wake.wait(), timeout)
             worker.wake.clear()
-            if worker.due is not None and time.monotonic() >= worker.due:
+            now = time.monotonic()
+            if worker.flush_at is not None and now >= worker.flush_at:
+                self._start_flush(worker)
+            if worker.due is not None and now >= worker.due:
                 worker.due = None
                 worker.fingerprint = None  # something is due: decide again
             try:
@@ -233,7 +285,7 @@ class Controller:
             return False, None  # paused without the lease; wake_all() resumes us
         started = time.perf_counter()
         ns, _ = worker.key
-        body = worker.body
+        body = worker.effective_body()
         jobs = self._observed_jobs(worker)
         if (
             worker.fingerprint is not None
@@ -250,7 +302,7 @@ class Controller:
         plan = reconcile(body, tasks, jobs, now)
         completion_seen = worker.woken_by_completion
         worker.woken_by_completion = None
-        requeue = await self._apply(worker, plan, now)
+        requeue = await self._apply(worker, plan, now, body)
         if plan.create and completion_seen is not None:
             self.metrics.handoff.observe(time.monotonic() - completion_seen)
         self.metrics.reconcile_duration.observe(time.perf_counter() - started)
@@ -261,14 +313,14 @@ class Controller:
         # the meantime: that must wake the next reconcile. Nothing after a failure.
         worker.fingerprint = None
         if worker.errors == 0:
-            after = {**body, "status": (worker.body.get("status") or {})}
-            if plan.status is None:
-                after = body
+            after = {**body, "status": worker.status()} if plan.status is not None else body
             created = [m for m in plan.create if m["metadata"]["name"] in worker.expected]
             worker.fingerprint = self._fingerprint(worker, after, jobs + created)
         return True, requeue
 
-    async def _apply(self, worker: _Worker, plan: Plan, now: datetime) -> float | None:
+    async def _apply(
+        self, worker: _Worker, plan: Plan, now: datetime, body: Mapping[str, Any]
+    ) -> float | None:
         ns, name = worker.key
         failures: list[str] = []
 
@@ -318,17 +370,82 @@ class Controller:
             return delay
         worker.errors = 0
         if plan.status is not None:
-            try:
-                updated = await self.kube.patch_status(ns, name, plan.status)
-            except ApiError as e:
-                if e.status == 404:
-                    return None  # the pipeline is gone; its DELETED event stops us
-                raise
-            if _rv(updated) >= _rv(worker.body):
-                worker.body = _slim(updated)
+            # plan.status is a merge patch over the status reconcile was given.
+            merged = {**(body.get("status") or {}), **plan.status}
+            worker.pending = {k: v for k, v in merged.items() if v is not None}
+            old_phase = (body.get("status") or {}).get("phase")
+            worker.urgent |= bool(plan.events) or worker.pending.get("phase") != old_phase
+            self._schedule_flush(worker)
         for ev in plan.events:
             await self._event(worker, ev.type, ev.reason, ev.message)
         return plan.requeue_after
+
+    def _schedule_flush(self, worker: _Worker) -> None:
+        """Write the pending status now if urgent or due, else when it is due."""
+        if worker.flush_task is not None:
+            return  # a write is on its way; it schedules the next one when done
+        now = time.monotonic()
+        due = now if worker.urgent else worker.last_write + self.status_interval
+        due = max(due, worker.retry_at)
+        if now >= due:
+            self._start_flush(worker)
+        elif worker.flush_at is None or worker.flush_at > due:
+            worker.flush_at = due
+
+    def _start_flush(self, worker: _Worker) -> None:
+        worker.flush_at = None
+        if worker.flush_task is None and worker.pending is not None:
+            worker.flush_task = asyncio.create_task(
+                self._flush(worker), name=f"status {worker.key}", context=contextvars.Context()
+            )
+
+    async def _flush(self, worker: _Worker) -> None:
+        """Write the pending status as one merge patch over the server's copy."""
+        try:
+            async with self.status_lane:
+                await self._write_status(worker)
+        finally:
+            worker.flush_task = None
+        if worker.pending is not None and worker.key in self.workers and not self.stopping:
+            self._schedule_flush(worker)  # it changed while being written, or the write failed
+
+    async def _write_status(self, worker: _Worker) -> None:
+        pending = worker.pending  # the latest: changes made while queueing are in it
+        if pending is None:
+            return
+        if not self.may_act():
+            worker.pending = None  # not leading: whoever leads decides from the Jobs
+            return
+        ns, name = worker.key
+        patch: dict[str, Any] = dict.fromkeys(worker.body.get("status") or {})
+        patch.update(pending)
+        urgent, worker.urgent = worker.urgent, False
+        worker.last_write = time.monotonic()
+        try:
+            updated = await self.kube.patch_status(ns, name, patch)
+        except ApiError as e:
+            if e.status == 404:
+                worker.pending = None  # the pipeline is gone; its DELETED event stops us
+                return
+            self._write_failed(worker, e, urgent)
+            return
+        except (aiohttp.ClientError, TimeoutError) as e:
+            self._write_failed(worker, e, urgent)
+            return
+        worker.flush_errors = 0
+        if worker.pending is pending:
+            worker.pending = None
+        if _rv(updated) >= _rv(worker.body):
+            worker.body = _slim(updated)
+
+    def _write_failed(self, worker: _Worker, error: Exception, urgent: bool) -> None:
+        delay = _ERROR_BACKOFF[min(worker.flush_errors, len(_ERROR_BACKOFF) - 1)]
+        worker.flush_errors += 1
+        worker.urgent |= urgent
+        worker.retry_at = time.monotonic() + delay
+        log.warning(
+            "writing the status of %s/%s failed (%s); again in %ss", *worker.key, error, delay
+        )
 
     async def _owned(self, ns: str, manifest: dict[str, Any]) -> bool:
         try:
@@ -363,7 +480,7 @@ class Controller:
             if t.duration_s is not None and t.new in ("Succeeded", "Failed", "Retrying"):
                 result = "succeeded" if t.new == "Succeeded" else "failed"
                 m.task_duration.labels(ns, result).observe(max(t.duration_s, 0.0))
-        status = worker.body.get("status") or {}
+        status = worker.status()
         if plan.run_finished:
             m.pipeline_runs.labels(ns, plan.run_finished).inc()
             started, finished = status.get("startedAt"), status.get("finishedAt")

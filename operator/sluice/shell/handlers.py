@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -43,6 +44,12 @@ class _NoEssence(kopf.AnnotationsDiffBaseStorage):
         return kopf.BodyEssence()
 
 
+def _status_interval(memo: kopf.Memo) -> float:
+    """Seconds between two status writes of a pipeline's progress (Controller.status_interval)."""
+    value = os.environ.get("SLUICE_STATUS_INTERVAL") or getattr(memo, "status_interval", None)
+    return max(float(value), 0.0) if value is not None else 1.0
+
+
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     # Watches must never stall silently: the server closes them, and the client
@@ -68,6 +75,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         tasks=lambda ns: {},
         metrics=metrics,
         watch_timeout=settings.watching.inactivity_timeout,
+        status_interval=_status_interval(memo),
     )
     memo.controller = controller
     elector: LeaderElector | None = getattr(memo, "elector", None)
