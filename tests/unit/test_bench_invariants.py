@@ -4,6 +4,8 @@
   left behind (its own status write and its own new Jobs coming back through
   the watch). That is only right if reconcile is a fixpoint there: applying a
   plan and reconciling again at once must decide nothing new.
+* The controller keeps `prepare(pipeline, tasks)` while the spec and Tasks
+  stay the same and passes it to reconcile: the plan must be the same.
 * kopf's per-event "essence" (a deep copy of every object, for change
   handlers) is switched off; that is only right while Sluice registers no
   change handlers (nor daemons/timers, which use the same diff).
@@ -17,7 +19,7 @@ import kopf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sluice.core.reconcile import Plan, reconcile
+from sluice.core.reconcile import Plan, prepare, reconcile
 from support.world import World
 
 
@@ -64,7 +66,10 @@ def test_reconcile_decides_nothing_new_right_after_its_plan_is_applied(
     w = World.of(spec)
     it, nudge = iter(choices), iter(nudges)
     for tick in range(100):
+        prepared = prepare(w.pipeline, w.tasks)
+        with_prepared = reconcile(w.pipeline, w.tasks, list(w.jobs.values()), w.now, prepared)
         plan = w.reconcile()
+        assert with_prepared == plan
         if _acts(plan):
             again = reconcile(w.pipeline, w.tasks, list(w.jobs.values()), w.now)
             assert not _acts(again), f"tick {tick}: {again}"

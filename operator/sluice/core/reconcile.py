@@ -56,7 +56,16 @@ from sluice.core import dag, naming, retry, validation
 from sluice.core.jobspec import ANNOTATION_RETRY_BASE, ResolvedStep, build_job, resolve_step
 from sluice.core.params import MissingParamError
 
-__all__ = ["Event", "JobView", "Plan", "TaskTransition", "observe_job", "reconcile"]
+__all__ = [
+    "Event",
+    "JobView",
+    "Plan",
+    "Prepared",
+    "TaskTransition",
+    "observe_job",
+    "prepare",
+    "reconcile",
+]
 
 JobState = Literal["Active", "Succeeded", "Failed"]
 
@@ -254,13 +263,41 @@ class _Run:
         self.plan.requeue_after = seconds if rq is None else min(rq, seconds)
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """What reconcile derives from the spec and the Tasks alone: no status, no Jobs,
+    no clock. A caller may keep it while neither changes (the shell keys it by the
+    Pipeline's uid and generation and its namespace's Task events) and pass it back
+    in: parsing, validating and resolving every step is most of a reconcile's cost.
+    """
+
+    report: validation.Report
+    resolved: dict[str, ResolvedStep]
+    step_problems: list[tuple[str, str]]
+
+
+def prepare(pipeline: Mapping[str, Any], tasks: Mapping[str, Mapping[str, Any]]) -> Prepared:
+    """The spec checked (as the admission webhook checks it) and every step resolved."""
+    name = (pipeline.get("metadata") or {}).get("name", "")
+    report = validation.check_pipeline(pipeline.get("spec"), name=name, tasks=tasks)
+    if report.pipeline is None:
+        return Prepared(report, {}, [])
+    resolved, step_problems = _resolve_steps(report.pipeline, report)
+    return Prepared(report, resolved, step_problems)
+
+
 def reconcile(
     pipeline: Mapping[str, Any],
     tasks: Mapping[str, Mapping[str, Any]],
     jobs: Iterable[Mapping[str, Any]],
     now: datetime,
+    prepared: Prepared | None = None,
 ) -> Plan:
-    """Decide what to do for one Pipeline. Pure: same inputs, same plan."""
+    """Decide what to do for one Pipeline. Pure: same inputs, same plan.
+
+    ``prepared`` must be ``prepare(pipeline, tasks)`` for these very spec and
+    Tasks (computed here when not given).
+    """
     meta = pipeline.get("metadata") or {}
     name: str = meta.get("name", "")
     namespace: str = meta.get("namespace", "")
@@ -272,14 +309,16 @@ def reconcile(
         old_status = parse_pipeline_status(raw_status)
     except ValidationError:
         old_status = PipelineStatus()  # a status we cannot read is rebuilt from the Jobs
-    r = _Run(old_status.model_copy(deep=True), now)
+    # Freshly parsed objects (no part shared with the input): worked on in place.
+    r = _Run(old_status, now)
     st = r.st
     views = [v for v in (observe_job(j) for j in jobs) if v is not None]
 
     # --- the spec itself -------------------------------------------------------
     # The same checks as the admission webhook's, so a pipeline that got past it (webhook
     # down or off) fails with the very message the webhook would have refused it with.
-    report = validation.check_pipeline(pipeline.get("spec"), name=name, tasks=tasks)
+    prep = prepared if prepared is not None else prepare(pipeline, tasks)
+    report = prep.report
     spec: PipelineSpec | None = report.pipeline
     # Problems of the pipeline as a whole stop it at once; those of one step (its Task,
     # its params) only while that step still has to run.
@@ -315,7 +354,7 @@ def reconcile(
     # --- fold the evidence (Jobs) into the memory (status) -------------------------
     resolved: dict[str, ResolvedStep] = {}
     if spec is not None:
-        resolved, step_problems = _resolve_steps(spec, report)
+        resolved, step_problems = prep.resolved, prep.step_problems
         r.retry_policies = {n: res.retry for n, res in resolved.items()}
         by_task: dict[str, list[JobView]] = {}
         for v in run_jobs:

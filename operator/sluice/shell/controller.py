@@ -28,7 +28,7 @@ from typing import Any
 import aiohttp
 
 from sluice.core import naming
-from sluice.core.reconcile import Plan, reconcile
+from sluice.core.reconcile import Event, Plan, Prepared, prepare, reconcile
 from sluice.metrics import Metrics
 from sluice.shell.jobs import JobIndex
 from sluice.shell.kube import ApiError, Kube
@@ -79,9 +79,12 @@ class _Worker:
     urgent: bool = False
     """The pending status holds a significant change: write it without waiting."""
     flush_task: asyncio.Task[None] | None = None
+    events_task: asyncio.Task[None] | None = None
     flush_errors: int = 0
     retry_at: float = 0.0
     """After a failed status write: not before this monotonic time."""
+    prepared: tuple[tuple[Any, ...], Prepared] | None = None
+    """`prepare`'s result, with the (uid, generation, Task events) it was made for."""
 
     def status(self) -> dict[str, Any]:
         """The status as this operator knows it: written or about to be."""
@@ -181,6 +184,8 @@ class Controller:
             worker.task.cancel()
         if worker and worker.flush_task:
             worker.flush_task.cancel()
+        if worker and worker.events_task:
+            worker.events_task.cancel()
         if worker and not any(k[0] == key[0] for k in self.workers):
             self.job_index.release(key[0])
         with contextlib.suppress(KeyError):
@@ -194,7 +199,7 @@ class Controller:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         # Best effort: statuses not written yet (a restart would rebuild them from the Jobs).
-        flushes = [w.flush_task for w in self.workers.values() if w.flush_task]
+        flushes = [t for w in self.workers.values() for t in (w.flush_task, w.events_task) if t]
         flushes += [
             asyncio.create_task(self._flush(w))
             for w in self.workers.values()
@@ -298,8 +303,16 @@ class Controller:
             self.skipped += 1
             return False, None
         tasks = self.tasks(ns)
+        meta = body.get("metadata") or {}
+        # The spec changes only with the generation; Tasks with the namespace's Task events.
+        prep_key = (meta.get("uid"), meta.get("generation"), self.task_epochs.get(ns, 0))
+        if worker.prepared is None or worker.prepared[0] != prep_key:
+            worker.prepared = (prep_key, prepare(body, tasks))
+            if meta.get("generation") is None:
+                worker.prepared = None  # nothing to tell spec changes by: never reuse
+        prepared = worker.prepared[1] if worker.prepared is not None else None
         now = datetime.now(UTC)
-        plan = reconcile(body, tasks, jobs, now)
+        plan = reconcile(body, tasks, jobs, now, prepared=prepared)
         completion_seen = worker.woken_by_completion
         worker.woken_by_completion = None
         requeue = await self._apply(worker, plan, now, body)
@@ -376,9 +389,23 @@ class Controller:
             old_phase = (body.get("status") or {}).get("phase")
             worker.urgent |= bool(plan.events) or worker.pending.get("phase") != old_phase
             self._schedule_flush(worker)
-        for ev in plan.events:
-            await self._event(worker, ev.type, ev.reason, ev.message)
+        if plan.events:
+            self._post_events(worker, plan.events)
         return plan.requeue_after
+
+    def _post_events(self, worker: _Worker, events: list[Event]) -> None:
+        """Post Events beside the worker (it never waits for them), in order per pipeline."""
+        previous = worker.events_task
+
+        async def post() -> None:
+            if previous is not None:
+                await asyncio.wait([previous])
+            for ev in events:
+                await self._event(worker, ev.type, ev.reason, ev.message)
+
+        worker.events_task = asyncio.create_task(
+            post(), name=f"events {worker.key}", context=contextvars.Context()
+        )
 
     def _schedule_flush(self, worker: _Worker) -> None:
         """Write the pending status now if urgent or due, else when it is due."""
@@ -402,6 +429,9 @@ class Controller:
     async def _flush(self, worker: _Worker) -> None:
         """Write the pending status as one merge patch over the server's copy."""
         try:
+            if worker.events_task is not None:
+                # Events first: whoever sees the new status finds the Events that explain it.
+                await asyncio.wait([worker.events_task])
             async with self.status_lane:
                 await self._write_status(worker)
         finally:
@@ -464,6 +494,8 @@ class Controller:
             await self.kube.post_event(worker.body, type_, reason, message)
         except ApiError as e:
             log.warning("posting event %s on %s/%s failed: %s", reason, *worker.key, _api_reason(e))
+        except (aiohttp.ClientError, TimeoutError) as e:
+            log.warning("posting event %s on %s/%s failed: %r", reason, *worker.key, e)
 
     # ------------------------------------------------------------------ metrics
     def _record(self, worker: _Worker, plan: Plan) -> None:
