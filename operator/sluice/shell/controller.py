@@ -20,6 +20,7 @@ import contextlib
 import contextvars
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -47,6 +48,9 @@ _EXPECTATION_TTL = 120.0
 pretending it exists (it then counts as deleted)."""
 
 _ERROR_BACKOFF = (0.5, 1, 2, 5, 10, 30)
+
+_PREPARED_CACHE = 64
+"""Pipelines whose prepared spec is kept: the busiest ones (memory is bounded)."""
 
 
 def _rv(body: Mapping[str, Any]) -> int:
@@ -83,8 +87,6 @@ class _Worker:
     flush_errors: int = 0
     retry_at: float = 0.0
     """After a failed status write: not before this monotonic time."""
-    prepared: tuple[tuple[Any, ...], Prepared] | None = None
-    """`prepare`'s result, with the (uid, generation, Task events) it was made for."""
 
     def status(self) -> dict[str, Any]:
         """The status as this operator knows it: written or about to be."""
@@ -131,6 +133,7 @@ class Controller:
         """False while another replica may lead: then nothing is written."""
         self.task_epochs: dict[str, int] = {}
         """Per namespace, how many Task events were seen: a change of any Task."""
+        self._prepared: OrderedDict[tuple[Any, ...], Prepared] = OrderedDict()
         self.skipped = 0
         """Wake-ups whose inputs were unchanged since the last reconcile."""
 
@@ -284,6 +287,28 @@ class Controller:
             sorted(_job_state(j) for j in jobs),
         )
 
+    def _prepare(
+        self, body: Mapping[str, Any], tasks: Mapping[str, Mapping[str, Any]]
+    ) -> Prepared | None:
+        """`prepare`'s result, reused while the spec (generation) and the namespace's
+        Tasks (their events) stay the same; a bounded LRU: about 36 KiB a pipeline."""
+        meta = body.get("metadata") or {}
+        if meta.get("generation") is None:
+            return None  # nothing to tell spec changes by: reconcile prepares afresh
+        key = (
+            meta.get("uid"),
+            meta.get("generation"),
+            self.task_epochs.get(meta.get("namespace") or "", 0),
+        )
+        prepared = self._prepared.get(key)
+        if prepared is None:
+            prepared = self._prepared[key] = prepare(body, tasks)
+            while len(self._prepared) > _PREPARED_CACHE:
+                self._prepared.popitem(last=False)
+        else:
+            self._prepared.move_to_end(key)
+        return prepared
+
     async def _reconcile_once(self, worker: _Worker) -> tuple[bool, float | None]:
         """Reconcile unless nothing changed since the last time: (ran, requeue after)."""
         if not self.may_act():
@@ -303,14 +328,7 @@ class Controller:
             self.skipped += 1
             return False, None
         tasks = self.tasks(ns)
-        meta = body.get("metadata") or {}
-        # The spec changes only with the generation; Tasks with the namespace's Task events.
-        prep_key = (meta.get("uid"), meta.get("generation"), self.task_epochs.get(ns, 0))
-        if worker.prepared is None or worker.prepared[0] != prep_key:
-            worker.prepared = (prep_key, prepare(body, tasks))
-            if meta.get("generation") is None:
-                worker.prepared = None  # nothing to tell spec changes by: never reuse
-        prepared = worker.prepared[1] if worker.prepared is not None else None
+        prepared = self._prepare(body, tasks)
         now = datetime.now(UTC)
         plan = reconcile(body, tasks, jobs, now, prepared=prepared)
         completion_seen = worker.woken_by_completion
@@ -403,9 +421,16 @@ class Controller:
             for ev in events:
                 await self._event(worker, ev.type, ev.reason, ev.message)
 
-        worker.events_task = asyncio.create_task(
+        task = asyncio.create_task(
             post(), name=f"events {worker.key}", context=contextvars.Context()
         )
+        worker.events_task = task
+
+        def done(_: asyncio.Task[None]) -> None:
+            if worker.events_task is task:
+                worker.events_task = None
+
+        task.add_done_callback(done)
 
     def _schedule_flush(self, worker: _Worker) -> None:
         """Write the pending status now if urgent or due, else when it is due."""
