@@ -49,8 +49,10 @@ pretending it exists (it then counts as deleted)."""
 
 _ERROR_BACKOFF = (0.5, 1, 2, 5, 10, 30)
 
-_PREPARED_CACHE = 64
-"""Pipelines whose prepared spec is kept: the busiest ones (memory is bounded)."""
+_PREPARED_CACHE = 256
+"""Pipelines whose prepared spec is kept (about 36 KiB each): the most recently
+reconciled ones. Fewer thrash when many pipelines run at once; all of them cost
+too much memory at a thousand (bench/README.md)."""
 
 
 def _rv(body: Mapping[str, Any]) -> int:
@@ -516,7 +518,8 @@ class Controller:
 
     async def _event(self, worker: _Worker, type_: str, reason: str, message: str) -> None:
         try:
-            await self.kube.post_event(worker.body, type_, reason, message)
+            async with self.status_lane:  # off the hand-off path, like status writes
+                await self.kube.post_event(worker.body, type_, reason, message)
         except ApiError as e:
             log.warning("posting event %s on %s/%s failed: %s", reason, *worker.key, _api_reason(e))
         except (aiohttp.ClientError, TimeoutError) as e:
