@@ -53,6 +53,14 @@ def _parser() -> argparse.ArgumentParser:
         "and reconnected (the API server sends bookmarks about every 60 s)",
     )
     run.add_argument(
+        "--status-interval",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="least time between two progress writes of one pipeline's status (default 1; "
+        "env SLUICE_STATUS_INTERVAL); phase changes, failures and the end are written at once",
+    )
+    run.add_argument(
         "--leader-elect",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -182,6 +190,7 @@ def _run(args: argparse.Namespace) -> int:
                     elector=elector,
                     namespace_globs=any(c in ns for ns in namespaces for c in "*?!,"),
                     watch_timeout=args.watch_timeout,
+                    status_interval=args.status_interval,
                 ),
                 liveness_endpoint=liveness,
             )
@@ -233,7 +242,7 @@ def _standby_health(port: int) -> ThreadingHTTPServer:
 
 
 def _elect(args: argparse.Namespace, namespaces: list[str]) -> LeaderElector:
-    """Wait until this process leads; exit at once if it ever stops leading."""
+    """Wait until this process leads; it stops acting whenever it stops leading."""
     from sluice.shell.kube import load_client
     from sluice.shell.leader import (
         LeaderElector,

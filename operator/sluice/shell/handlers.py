@@ -46,7 +46,9 @@ class _NoEssence(kopf.AnnotationsDiffBaseStorage):
 
 def _status_interval(memo: kopf.Memo) -> float:
     """Seconds between two status writes of a pipeline's progress (Controller.status_interval)."""
-    value = os.environ.get("SLUICE_STATUS_INTERVAL") or getattr(memo, "status_interval", None)
+    value = getattr(memo, "status_interval", None)
+    if value is None:
+        value = os.environ.get("SLUICE_STATUS_INTERVAL")
     return max(float(value), 0.0) if value is not None else 1.0
 
 

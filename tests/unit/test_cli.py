@@ -1,0 +1,58 @@
+"""`sluice run` flags are a contract other tools rely on: pin their names and defaults."""
+
+from __future__ import annotations
+
+import kopf
+import pytest
+
+from sluice.cli import _parser
+from sluice.shell.handlers import _status_interval
+
+
+def test_run_defaults() -> None:
+    args = _parser().parse_args(["run"])
+    assert args.namespaces is None and not args.all_namespaces
+    assert args.metrics_port == 9090
+    assert args.health_port == 8080
+    assert args.watch_timeout == 70.0
+    assert args.leader_elect is True
+    assert args.lease_duration == 15.0
+    assert args.admission == "off"
+    assert args.status_interval is None
+
+
+def test_run_flags() -> None:
+    args = _parser().parse_args(
+        [
+            "run",
+            "--namespace",
+            "a",
+            "-n",
+            "b",
+            "--metrics-port",
+            "9191",
+            "--no-leader-elect",
+            "--admission",
+            "local",
+            "--status-interval",
+            "0.25",
+        ]
+    )
+    assert args.namespaces == ["a", "b"]
+    assert args.metrics_port == 9191
+    assert args.leader_elect is False
+    assert args.admission == "local"
+    assert args.status_interval == 0.25
+
+
+def test_namespace_and_all_namespaces_exclude_each_other() -> None:
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["run", "-n", "a", "--all-namespaces"])
+
+
+def test_status_interval_flag_beats_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLUICE_STATUS_INTERVAL", "5")
+    assert _status_interval(kopf.Memo(status_interval=0.0)) == 0.0
+    assert _status_interval(kopf.Memo(status_interval=None)) == 5.0
+    monkeypatch.delenv("SLUICE_STATUS_INTERVAL")
+    assert _status_interval(kopf.Memo()) == 1.0
