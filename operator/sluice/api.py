@@ -238,13 +238,17 @@ _Resources = Annotated[_FreeForm, WithJsonSchema(_RESOURCES_SCHEMA)]
 def _utc_seconds(value: datetime) -> datetime:
     # Kubernetes timestamps have second precision; truncating on the way in keeps a parsed
     # status equal to the one we wrote, so reconciles stay idempotent. Naive means UTC.
+    if value.tzinfo is UTC and not value.microsecond:
+        return value  # already so: the common case, on every status parse and dump
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC).replace(microsecond=0)
 
 
 def _rfc3339(value: datetime) -> str:
-    return _utc_seconds(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # isoformat() of a whole-second UTC time is "YYYY-MM-DDTHH:MM:SS+00:00";
+    # twice as fast as strftime, and this runs for every timestamp of every status.
+    return _utc_seconds(value).isoformat()[:19] + "Z"
 
 
 #: A point in time as Kubernetes writes it: UTC, whole seconds, "2026-11-26T14:51:56Z".
