@@ -8,8 +8,8 @@ Scenarios, each on the operator and then on the floor:
 The benchmark itself marks each Job complete --task-seconds after it appears
 (patching status as the Job controller would; the bench cluster runs no Job
 controller). A sample is: the moment the benchmark's watch sees Job k+1 ADDED
-minus the moment the API server acknowledged the PATCH that wrote Job k's
-Complete condition -- both on the benchmark's clock.
+minus the moment the PATCH that wrote Job k's Complete condition was sent (its
+body written to the socket; the conservative end) -- both on the benchmark's clock.
 
     python bench/handoff.py [--length 50] [--chains 200] [--chains-length 10] [--out FILE]
 """
