@@ -421,9 +421,10 @@ def _wait(what: str, check: Callable[[], bool], timeout: float = READY_TIMEOUT) 
 def _get(url: str, pki: Path | None = None) -> tuple[int, bytes]:
     ctx = None
     if url.startswith("https"):
-        if not (STATE / "pki" / "ca.crt").exists():
+        ca = STATE / "pki" / "ca.crt"
+        if not ca.exists():
             return 0, b""  # no cluster state yet: nothing to reach
-        ctx = ssl.create_default_context(cafile=str(STATE / "pki" / "ca.crt"))
+        ctx = ssl.create_default_context(cafile=str(ca))
         if pki:
             ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
     try:
