@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import sys
 import threading
@@ -179,6 +180,11 @@ def _run(args: argparse.Namespace) -> int:
             if standby is not None:
                 standby.shutdown()
                 standby.server_close()
+    # Everything imported so far (kopf, the official client's models, pydantic) lives
+    # as long as the process: out of the collector's sight, a full collection scans
+    # only what the operator builds. Its pauses stop the loop, so every hand-off
+    # waiting on it: 144-171 ms before, 59-95 ms after (200 chains, bench/README.md).
+    gc.freeze()
     try:
         asyncio.run(
             kopf.operator(
