@@ -20,6 +20,13 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sluice", description="Sluice: pipelines of Kubernetes Jobs.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -60,6 +67,15 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="least time between two progress writes of one pipeline's status (default 1; "
         "env SLUICE_STATUS_INTERVAL); phase changes, failures and the end are written at once",
+    )
+    run.add_argument(
+        "--status-writers",
+        type=_positive_int,
+        default=4,
+        metavar="N",
+        help="status writes and Events in flight at once, all pipelines together (default 4); "
+        "a pipeline's writes coalesce while they wait, so under load fewer writers leave "
+        "more of the API server to starting Jobs",
     )
     run.add_argument(
         "--leader-elect",
@@ -197,6 +213,7 @@ def _run(args: argparse.Namespace) -> int:
                     namespace_globs=any(c in ns for ns in namespaces for c in "*?!,"),
                     watch_timeout=args.watch_timeout,
                     status_interval=args.status_interval,
+                    status_writers=args.status_writers,
                 ),
                 liveness_endpoint=liveness,
             )

@@ -19,6 +19,7 @@ def test_run_defaults() -> None:
     assert args.lease_duration == 15.0
     assert args.admission == "off"
     assert args.status_interval is None
+    assert args.status_writers == 4
 
 
 def test_run_flags() -> None:
@@ -36,6 +37,8 @@ def test_run_flags() -> None:
             "local",
             "--status-interval",
             "0.25",
+            "--status-writers",
+            "2",
         ]
     )
     assert args.namespaces == ["a", "b"]
@@ -43,6 +46,13 @@ def test_run_flags() -> None:
     assert args.leader_elect is False
     assert args.admission == "local"
     assert args.status_interval == 0.25
+    assert args.status_writers == 2
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two"])
+def test_status_writers_must_be_a_positive_count(value: str) -> None:
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["run", "--status-writers", value])
 
 
 def test_namespace_and_all_namespaces_exclude_each_other() -> None:

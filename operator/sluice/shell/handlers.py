@@ -78,6 +78,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         metrics=metrics,
         watch_timeout=settings.watching.inactivity_timeout,
         status_interval=_status_interval(memo),
+        status_writers=int(getattr(memo, "status_writers", 4)),
     )
     memo.controller = controller
     elector: LeaderElector | None = getattr(memo, "elector", None)
