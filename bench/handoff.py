@@ -44,6 +44,10 @@ from benchlib import (
 RTT: list[float] = []
 """Round trips of the benchmark's Complete-condition PATCHes (sent -> acknowledged)."""
 
+STATUS_LAG: dict[str, list[float]] = {}
+"""Per scenario: from the PATCH completing a pipeline's last Job to the benchmark's
+watch seeing that Pipeline Succeeded -- how far the status trails the work."""
+
 
 async def warm_up(api: Api, ns: str) -> None:
     """A 2-step pipeline through the operator: its watches in `ns` are up, its code is warm."""
@@ -56,7 +60,7 @@ async def warm_up(api: Api, ns: str) -> None:
 
 
 async def run_operator(
-    api: Api, ns: str, chains: int, length: int, task_s: float, timeout: float
+    api: Api, ns: str, chains: int, length: int, task_s: float, timeout: float, scenario: str
 ) -> list[float]:
     jobs = await JobTracker(api, ns, duration=task_s).start()
     pls = await PipelineTracker(api, ns).start()
@@ -67,6 +71,9 @@ async def run_operator(
     await pls.stop()
     assert len(jobs.handoffs) == chains * (length - 1), (len(jobs.handoffs), chains, length)
     RTT.extend(jobs.write_rtt)
+    STATUS_LAG[scenario] = [
+        seen - jobs.complete_sent[(ns, name, length - 1)] for name, seen in pls.succeeded.items()
+    ]
     return jobs.handoffs
 
 
@@ -105,10 +112,10 @@ async def main(a: argparse.Namespace) -> dict[str, Any]:
             for ns in (one, many):
                 await warm_up(api, ns)
             log(f"operator: one chain of {a.length}")
-            s_one = await run_operator(api, one, 1, a.length, a.task_seconds, timeout)
+            s_one = await run_operator(api, one, 1, a.length, a.task_seconds, timeout, "one")
             log(f"operator: {a.chains} chains of {a.chains_length} at once")
             s_many = await run_operator(
-                api, many, a.chains, a.chains_length, a.task_seconds, timeout
+                api, many, a.chains, a.chains_length, a.task_seconds, timeout, "many"
             )
             op_metrics = op.metrics()
         finally:
@@ -146,6 +153,9 @@ async def main(a: argparse.Namespace) -> dict[str, Any]:
             "floor_ratio_p50": round(o1["p50"] / f1["p50"], 2),
             "floor_ratio_p99_200": round(o2["p99"] / f2["p99"], 2),
             "complete_write_rtt_p50_ms": summary_ms(RTT)["p50"],
+            "status_lag_ms": summary_ms(STATUS_LAG["one"])["p50"],
+            "status_lag_p50_ms_200": summary_ms(STATUS_LAG["many"])["p50"],
+            "status_lag_p99_ms_200": summary_ms(STATUS_LAG["many"])["p99"],
             "handoff_sizes": {
                 "one": {"chains": 1, "length": a.length, "samples": o1["n"]},
                 "many": {"chains": a.chains, "length": a.chains_length, "samples": o2["n"]},

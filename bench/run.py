@@ -48,6 +48,7 @@ TABLE: list[tuple[str, str, str, float | None, str]] = [
     ("floor_p50_ms", "floor p50 (minimal client), one chain", "ms", None, "max"),
     ("floor_p99_ms_200", "floor p99, 200 chains at once", "ms", None, "max"),
     ("floor_ratio_p50", "operator / floor at p50", "x", 3, "max"),
+    ("status_lag_p99_ms_200", "status lag p99, 200 chains at once", "ms", None, "max"),
     ("tasks_per_s", "throughput, 500 pipelines of 10", "tasks/s", 50, "min"),
     ("all_done_s", "time until all 500 pipelines done", "s", None, "max"),
     ("api_requests_per_task", "API requests per task (operator's)", "", 4, "max"),
