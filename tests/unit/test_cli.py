@@ -66,3 +66,18 @@ def test_status_interval_flag_beats_env(monkeypatch: pytest.MonkeyPatch) -> None
     assert _status_interval(kopf.Memo(status_interval=None)) == 5.0
     monkeypatch.delenv("SLUICE_STATUS_INTERVAL")
     assert _status_interval(kopf.Memo()) == 1.0
+
+
+def test_gc_is_tuned_for_the_event_loop() -> None:
+    import gc
+
+    from sluice.cli import _tune_gc
+
+    before = gc.get_threshold()
+    try:
+        _tune_gc()
+        assert gc.get_freeze_count() > 0  # start-up objects out of the collector's sight
+        assert gc.get_threshold()[0] >= 10_000  # few young-generation passes
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
