@@ -213,6 +213,14 @@ _REFINED: dict[str, dict[str, Any]] = {
         "items": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"},
     },
     "replicaCount": {"type": "integer", "minimum": 1},
+    # `helm --set statusInterval=0.5` passes a string (--set types only integers):
+    # a number, or a string that reads as one.
+    "statusInterval": {
+        "type": ["number", "string"],
+        "minimum": 0,
+        "pattern": "^[0-9]+(\\.[0-9]+)?$",
+    },
+    "statusWriters": {"type": "integer", "minimum": 1},
     "leaderElection.leaseDuration": {"type": "number", "minimum": 1},
     "prometheusRule.reconcile.errorRatio": {"type": "number", "minimum": 0, "maximum": 1},
     "prometheusRule.retries.threshold": {"type": "number", "minimum": 0},

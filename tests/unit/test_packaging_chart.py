@@ -101,6 +101,9 @@ def test_watch_namespaces_must_be_exact_names() -> None:
         ("serviceMonitor.enable=true", "additional properties 'enable' not allowed"),
         ("logLevel=TRACE", "value must be one of"),
         ("replicaCount=0", "minimum"),
+        ("statusWriters=0", "minimum"),
+        ("statusInterval=-1", "minimum"),
+        ("statusInterval=soon", "does not match pattern"),
         ("prometheusRule.reconcile.errorRatio=2", "maximum"),
     ],
 )
@@ -237,8 +240,13 @@ def test_container_has_requests_limits_and_probes_on_the_health_endpoint() -> No
 
 @pytest.mark.parametrize(
     "sets",
-    [(), ("watch.namespaces={a,b}", "logLevel=DEBUG"), ("leaderElection.enabled=false",)],
-    ids=["defaults", "namespaced-debug", "no-leader-election"],
+    [
+        (),
+        ("watch.namespaces={a,b}", "logLevel=DEBUG"),
+        ("leaderElection.enabled=false",),
+        ("statusInterval=0.5", "statusWriters=2"),
+    ],
+    ids=["defaults", "namespaced-debug", "no-leader-election", "status-tuning"],
 )
 def test_container_args_are_accepted_by_the_real_cli(sets: tuple[str, ...]) -> None:
     container = _container(_objects(*sets))
@@ -247,6 +255,8 @@ def test_container_args_are_accepted_by_the_real_cli(sets: tuple[str, ...]) -> N
     values = dict(s.split("=", 1) for s in sets)
     assert args.log_level == values.get("logLevel", "INFO")
     assert args.leader_elect is (values.get("leaderElection.enabled") != "false")
+    assert args.status_interval == float(values.get("statusInterval", 1))
+    assert args.status_writers == int(values.get("statusWriters", 4))
 
 
 def test_metrics_service_selects_the_operator_pod_on_the_metrics_port() -> None:
