@@ -49,6 +49,9 @@ pretending it exists (it then counts as deleted)."""
 
 _ERROR_BACKOFF = (0.5, 1, 2, 5, 10, 30)
 
+STATUS_WRITERS = 4
+"""Default of `Controller.status_lane`'s width (`sluice run --status-writers`)."""
+
 _PREPARED_CACHE = 256
 """Pipelines whose prepared spec is kept (about 36 KiB each): the most recently
 reconciled ones. Fewer thrash when many pipelines run at once; all of them cost
@@ -111,10 +114,15 @@ class Controller:
         metrics: Metrics,
         watch_timeout: float = 70.0,
         status_interval: float = 1.0,
-        status_writers: int = 4,
+        status_writers: int = STATUS_WRITERS,
     ) -> None:
         self.kube = kube
         self.status_interval = status_interval
+        """Seconds between two status writes of one pipeline, unless something
+        significant happened (an Event, a phase change): those are written at once.
+        A task's progress within a run can wait: the Jobs are the evidence, the
+        status is a summary, and writing it is the API server's costliest request
+        per task (bench/README.md). 0 writes every change at once."""
         self.status_lane = asyncio.Semaphore(status_writers)
         """Status writes and Events in flight at once, all pipelines together. They
         run beside the workers (a worker never waits for its status to be written),
@@ -123,11 +131,6 @@ class Controller:
         write costs the API server about 5 ms of CPU, a Job create 1-2 ms: with 4
         writers instead of 8, 200 chains at once wrote half as many statuses, the
         final status came as soon, and the hand-offs got the CPU (bench/README.md)."""
-        """Seconds between two status writes of one pipeline, unless something
-        significant happened (an Event, a phase change): those are written at once.
-        A task's progress within a run can wait: the Jobs are the evidence, the
-        status is a summary, and writing it is the API server's costliest request
-        per task (bench/README.md). 0 writes every change at once."""
         self.job_index = JobIndex(kube, self.wake, idle_timeout=watch_timeout)
         self.jobs: JobsSource = self.job_index.jobs
         self.tasks = tasks

@@ -18,7 +18,7 @@ import kopf
 
 from sluice.api import GROUP, PIPELINE_PLURAL, TASK_PLURAL, VERSION
 from sluice.metrics import Metrics
-from sluice.shell.controller import Controller
+from sluice.shell.controller import STATUS_WRITERS, Controller
 from sluice.shell.kube import Kube, load_config
 from sluice.shell.leader import LeaderElector
 
@@ -78,7 +78,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         metrics=metrics,
         watch_timeout=settings.watching.inactivity_timeout,
         status_interval=_status_interval(memo),
-        status_writers=int(getattr(memo, "status_writers", 4)),
+        status_writers=getattr(memo, "status_writers", STATUS_WRITERS),
     )
     memo.controller = controller
     elector: LeaderElector | None = getattr(memo, "elector", None)
