@@ -64,6 +64,7 @@ __all__ = [
     "parse_pipeline_spec",
     "parse_pipeline_status",
     "parse_task_spec",
+    "rfc3339",
 ]
 
 GROUP: Final = "sluice.dev"
@@ -245,7 +246,8 @@ def _utc_seconds(value: datetime) -> datetime:
     return value.astimezone(UTC).replace(microsecond=0)
 
 
-def _rfc3339(value: datetime) -> str:
+def rfc3339(value: datetime) -> str:
+    """A time as Kubernetes writes it: "2026-11-26T14:51:56Z" (UTC, whole seconds)."""
     # isoformat() of a whole-second UTC time is "YYYY-MM-DDTHH:MM:SS+00:00";
     # twice as fast as strftime, and this runs for every timestamp of every status.
     return _utc_seconds(value).isoformat()[:19] + "Z"
@@ -255,7 +257,7 @@ def _rfc3339(value: datetime) -> str:
 Timestamp = Annotated[
     datetime,
     AfterValidator(_utc_seconds),
-    PlainSerializer(_rfc3339, return_type=str, when_used="json"),
+    PlainSerializer(rfc3339, return_type=str, when_used="json"),
 ]
 
 TaskPhase = Literal["Pending", "Running", "Retrying", "Succeeded", "Failed", "Blocked", "Skipped"]

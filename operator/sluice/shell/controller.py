@@ -28,6 +28,7 @@ from typing import Any
 
 import aiohttp
 
+from sluice.api import rfc3339
 from sluice.core import naming
 from sluice.core.reconcile import Event, Plan, Prepared, prepare, reconcile
 from sluice.metrics import Metrics
@@ -384,7 +385,7 @@ class Controller:
             seen = dict(manifest)
             seen["metadata"] = {
                 **manifest["metadata"],
-                "creationTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "creationTimestamp": rfc3339(now),
             }
             worker.expected[manifest["metadata"]["name"]] = (time.monotonic(), seen)
 

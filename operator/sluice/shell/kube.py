@@ -25,7 +25,7 @@ from urllib.parse import quote
 import aiohttp
 from kubernetes import client, config
 
-from sluice.api import GROUP, PIPELINE_KIND, PIPELINE_PLURAL, VERSION
+from sluice.api import GROUP, PIPELINE_KIND, PIPELINE_PLURAL, VERSION, rfc3339
 
 __all__ = ["ApiError", "Kube", "load_client", "load_config"]
 
@@ -254,7 +254,7 @@ class Kube:
         self, pipeline: dict[str, Any], type_: str, reason: str, message: str
     ) -> None:
         meta = pipeline.get("metadata") or {}
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = rfc3339(datetime.now(UTC))
         namespace = meta.get("namespace") or "default"
         body = {
             "apiVersion": "v1",
