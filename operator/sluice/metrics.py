@@ -94,6 +94,13 @@ class Metrics:
             buckets=HANDOFF_BUCKETS,
             registry=r,
         )
+        self.job_create = Histogram(
+            "sluice_job_create_seconds",
+            "Round trip of a Job create to the API server, waiting for a connection "
+            "included: the part of the hand-off latency that is not the operator's.",
+            buckets=HANDOFF_BUCKETS,
+            registry=r,
+        )
         self.jobs_created = Counter(
             "sluice_jobs_created_total", "Jobs created by the operator.", registry=r
         )

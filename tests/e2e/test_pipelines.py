@@ -294,6 +294,8 @@ def test_metrics_count_runs_attempts_and_handoffs(s: Sluice, operator: OperatorP
     assert value(r"sluice_handoff_latency_seconds_count") >= 2
     assert value(r'sluice_reconcile_total{result="success"}') >= 1
     assert value(r"sluice_jobs_created_total") >= 3
+    # every Job created is timed: the API server's share of the hand-off
+    assert value(r"sluice_job_create_seconds_count") == value(r"sluice_jobs_created_total")
     assert (
         value(rf'sluice_task_duration_seconds_count{{namespace="{s.ns}",result="succeeded"}}') == 3
     )

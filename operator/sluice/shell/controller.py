@@ -366,7 +366,9 @@ class Controller:
 
         async def create(manifest: dict[str, Any]) -> None:
             try:
+                sent = time.monotonic()
                 await self.kube.create_job(ns, manifest)
+                self.metrics.job_create.observe(time.monotonic() - sent)
                 self.metrics.jobs_created.inc()
             except ApiError as e:
                 if e.status != 409:
