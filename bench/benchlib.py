@@ -510,6 +510,9 @@ class JobTracker:
     selector: str | None = None
     added: dict[JobKey, float] = field(default_factory=dict)
     complete_sent: dict[JobKey, float] = field(default_factory=dict)
+    complete_seen: dict[JobKey, float] = field(default_factory=dict)
+    """When this watch first saw each Job's Complete condition: about when any
+    watcher (the operator's, the floor's) could have."""
     complete_acked: dict[JobKey, float] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     _task: asyncio.Task[None] | None = None
@@ -541,6 +544,8 @@ class JobTracker:
         key = job_key(job)
         if key is None:
             return
+        if ev["type"] == "MODIFIED" and key not in self.complete_seen and is_complete(job):
+            self.complete_seen[key] = stamp
         if ev["type"] == "ADDED" and key not in self.added:
             self.added[key] = stamp
             if not is_complete(job):
@@ -579,6 +584,18 @@ class JobTracker:
             if step and up in self.complete_sent:
                 out.append(t - self.complete_sent[up])
         return out
+
+    def handoff_parts(self) -> tuple[list[float], list[float]]:
+        """Each hand-off cut where a watcher sees the completion: (PATCH sent ->
+        Complete seen, the API server's part before any controller can act;
+        Complete seen -> next Job seen, the controller's reaction and its create)."""
+        seen, after = [], []
+        for (ns, chain, step), t in self.added.items():
+            up = (ns, chain, step - 1)
+            if step and up in self.complete_sent and up in self.complete_seen:
+                seen.append(self.complete_seen[up] - self.complete_sent[up])
+                after.append(t - self.complete_seen[up])
+        return seen, after
 
     @property
     def write_rtt(self) -> list[float]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +42,28 @@ from benchlib import (
     write_result,
 )
 
-RTT: list[float] = []
-"""Round trips of the benchmark's Complete-condition PATCHes (sent -> acknowledged)."""
 
-STATUS_LAG: dict[str, list[float]] = {}
-"""Per scenario: from the PATCH completing a pipeline's last Job to the benchmark's
-watch seeing that Pipeline Succeeded -- how far the status trails the work."""
+@dataclass
+class Scenario:
+    """What one scenario measured, all on the benchmark's clock."""
+
+    handoffs: list[float]
+    seen: list[float]
+    """Per hand-off: the Complete PATCH sent -> the benchmark's watch seeing it. The
+    API server's part, before the operator (or the floor) can act at all."""
+    after_seen: list[float]
+    """Per hand-off: the Complete seen -> the next Job seen: the controller's part
+    (its reaction and its create) plus the create's delivery."""
+    write_rtt: list[float]
+    """Round trips of the benchmark's Complete PATCHes (sent -> acknowledged)."""
+    status_lag: list[float] = field(default_factory=list)
+    """Per pipeline: the PATCH completing its last Job -> the benchmark's watch
+    seeing it Succeeded: how far the status trails the work (operator only)."""
+
+    @classmethod
+    def of(cls, jobs: JobTracker) -> Scenario:
+        seen, after = jobs.handoff_parts()
+        return cls(jobs.handoffs, seen, after, jobs.write_rtt)
 
 
 async def warm_up(api: Api, ns: str) -> None:
@@ -60,8 +77,8 @@ async def warm_up(api: Api, ns: str) -> None:
 
 
 async def run_operator(
-    api: Api, ns: str, chains: int, length: int, task_s: float, timeout: float, scenario: str
-) -> list[float]:
+    api: Api, ns: str, chains: int, length: int, task_s: float, timeout: float
+) -> Scenario:
     jobs = await JobTracker(api, ns, duration=task_s).start()
     pls = await PipelineTracker(api, ns).start()
     await apply_pipelines(api, ns, [chain_pipeline(f"c{i:03d}", length) for i in range(chains)])
@@ -70,16 +87,16 @@ async def run_operator(
     await jobs.stop()
     await pls.stop()
     assert len(jobs.handoffs) == chains * (length - 1), (len(jobs.handoffs), chains, length)
-    RTT.extend(jobs.write_rtt)
-    STATUS_LAG[scenario] = [
+    result = Scenario.of(jobs)
+    result.status_lag = [
         seen - jobs.complete_sent[(ns, name, length - 1)] for name, seen in pls.succeeded.items()
     ]
-    return jobs.handoffs
+    return result
 
 
 async def run_floor(
     api: Api, ns: str, chains: int, length: int, task_s: float, timeout: float, name: str = "c"
-) -> list[float]:
+) -> Scenario:
     jobs = await JobTracker(api, ns, duration=task_s).start()
     path = f"/apis/batch/v1/namespaces/{ns}/jobs"
     await gather_limited(
@@ -89,8 +106,18 @@ async def run_floor(
     await jobs.wait_completed(chains * length, timeout, what=f"floor {chains}x{length}")
     await jobs.stop()
     assert len(jobs.handoffs) == chains * (length - 1), (len(jobs.handoffs), chains, length)
-    RTT.extend(jobs.write_rtt)
-    return jobs.handoffs
+    return Scenario.of(jobs)
+
+
+def _parts(prefix: str, many: Scenario) -> dict[str, float]:
+    """The many-chains hand-off cut in two where a watcher sees the completion."""
+    seen, after = summary_ms(many.seen), summary_ms(many.after_seen)
+    return {
+        f"{prefix}seen_p50_ms_200": seen["p50"],
+        f"{prefix}seen_p99_ms_200": seen["p99"],
+        f"{prefix}after_seen_p50_ms_200": after["p50"],
+        f"{prefix}after_seen_p99_ms_200": after["p99"],
+    }
 
 
 async def main(a: argparse.Namespace) -> dict[str, Any]:
@@ -112,10 +139,10 @@ async def main(a: argparse.Namespace) -> dict[str, Any]:
             for ns in (one, many):
                 await warm_up(api, ns)
             log(f"operator: one chain of {a.length}")
-            s_one = await run_operator(api, one, 1, a.length, a.task_seconds, timeout, "one")
+            s_one = await run_operator(api, one, 1, a.length, a.task_seconds, timeout)
             log(f"operator: {a.chains} chains of {a.chains_length} at once")
             s_many = await run_operator(
-                api, many, a.chains, a.chains_length, a.task_seconds, timeout, "many"
+                api, many, a.chains, a.chains_length, a.task_seconds, timeout
             )
             op_metrics = op.metrics()
         finally:
@@ -136,7 +163,8 @@ async def main(a: argparse.Namespace) -> dict[str, Any]:
             )
         finally:
             floor.stop()
-        o1, o2, f1, f2 = (summary_ms(x) for x in (s_one, s_many, f_one, f_many))
+        o1, o2, f1, f2 = (summary_ms(x.handoffs) for x in (s_one, s_many, f_one, f_many))
+        rtt = [t for x in (s_one, s_many, f_one, f_many) for t in x.write_rtt]
         res = {
             "handoff_p50_ms": o1["p50"],
             "handoff_p95_ms": o1["p95"],
@@ -152,10 +180,12 @@ async def main(a: argparse.Namespace) -> dict[str, Any]:
             "floor_p99_ms_200": f2["p99"],
             "floor_ratio_p50": round(o1["p50"] / f1["p50"], 2),
             "floor_ratio_p99_200": round(o2["p99"] / f2["p99"], 2),
-            "complete_write_rtt_p50_ms": summary_ms(RTT)["p50"],
-            "status_lag_ms": summary_ms(STATUS_LAG["one"])["p50"],
-            "status_lag_p50_ms_200": summary_ms(STATUS_LAG["many"])["p50"],
-            "status_lag_p99_ms_200": summary_ms(STATUS_LAG["many"])["p99"],
+            "complete_write_rtt_p50_ms": summary_ms(rtt)["p50"],
+            "status_lag_ms": summary_ms(s_one.status_lag)["p50"],
+            "status_lag_p50_ms_200": summary_ms(s_many.status_lag)["p50"],
+            "status_lag_p99_ms_200": summary_ms(s_many.status_lag)["p99"],
+            **_parts("", s_many),
+            **_parts("floor_", f_many),
             "handoff_sizes": {
                 "one": {"chains": 1, "length": a.length, "samples": o1["n"]},
                 "many": {"chains": a.chains, "length": a.chains_length, "samples": o2["n"]},
@@ -165,6 +195,9 @@ async def main(a: argparse.Namespace) -> dict[str, Any]:
                 ln
                 for ln in op_metrics.splitlines()
                 if ln.startswith("sluice_handoff_latency_seconds_")
+            ],
+            "operator_job_create_histogram": [
+                ln for ln in op_metrics.splitlines() if ln.startswith("sluice_job_create_seconds_")
             ],
         }
         for ns in (f"{prefix}one", f"{prefix}many", f"bfloor-{rid}-one", f"bfloor-{rid}-many"):

@@ -39,6 +39,15 @@ CONTRACT = {
 STATUS_LAG = {"status_lag_ms", "status_lag_p50_ms_200", "status_lag_p99_ms_200"}
 """Not in the contract, but what the coalesced status writes cost must stay measured."""
 
+PARTS = {
+    f"{who}{part}_{q}_ms_200"
+    for who in ("", "floor_")
+    for part in ("seen", "after_seen")
+    for q in ("p50", "p99")
+}
+"""The hand-off cut where a watch sees the completion: the API server's part before
+anyone can act, and the operator's (or the floor's) part after it."""
+
 
 def test_every_benchmark_runs_at_tiny_size_and_writes_the_contract_keys(tmp_path: Path) -> None:
     state = Path(os.environ.get("SLUICE_CLUSTER_DIR", ROOT / ".cluster"))
@@ -59,9 +68,9 @@ def test_every_benchmark_runs_at_tiny_size_and_writes_the_contract_keys(tmp_path
     )
     assert r.returncode == 0, f"bench/run.py --tiny failed:\n{r.stdout[-3000:]}\n{r.stderr[-5000:]}"
     results = json.loads(out.read_text())
-    missing = (CONTRACT | STATUS_LAG) - set(results)
+    missing = (CONTRACT | STATUS_LAG | PARTS) - set(results)
     assert not missing, f"results.json lacks {sorted(missing)}"
-    for key in CONTRACT | STATUS_LAG:
+    for key in CONTRACT | STATUS_LAG | PARTS:
         value = results[key]
         assert isinstance(value, int | float) and math.isfinite(value) and value >= 0, (key, value)
     assert results["size"] == "tiny"
