@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import resource
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -227,6 +228,9 @@ def cli() -> None:
     started = time.monotonic()
     res = asyncio.run(main(a))
     res["handoff_bench_seconds"] = round(time.monotonic() - started, 1)
+    # The benchmark's own CPU (it shares the cores with what it measures).
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    res["handoff_bench_cpu_s"] = round(own.ru_utime + own.ru_stime, 1)
     write_result(a.out, res)
     log(
         f"hand-off p50/p95/p99 {res['handoff_p50_ms']}/{res['handoff_p95_ms']}/"
