@@ -63,6 +63,7 @@ __all__ = [
     "dump",
     "parse_pipeline_spec",
     "parse_pipeline_status",
+    "parse_rfc3339",
     "parse_task_spec",
     "rfc3339",
 ]
@@ -251,6 +252,13 @@ def rfc3339(value: datetime) -> str:
     # isoformat() of a whole-second UTC time is "YYYY-MM-DDTHH:MM:SS+00:00";
     # twice as fast as strftime, and this runs for every timestamp of every status.
     return _utc_seconds(value).isoformat()[:19] + "Z"
+
+
+def parse_rfc3339(value: str) -> datetime:
+    """A Kubernetes time ("2026-11-26T14:51:56Z", or with an offset) as an aware datetime."""
+    # fromisoformat reads the "Z" suffix itself only from Python 3.11; the
+    # replace keeps the reading the same on any version the image may move to.
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 #: A point in time as Kubernetes writes it: UTC, whole seconds, "2026-11-26T14:51:56Z".

@@ -25,7 +25,9 @@ from sluice.api import (
     dump,
     parse_pipeline_spec,
     parse_pipeline_status,
+    parse_rfc3339,
     parse_task_spec,
+    rfc3339,
 )
 
 # The example of SPEC.md section 2, verbatim.
@@ -397,6 +399,13 @@ def test_timestamps_parse_from_rfc3339_with_z_suffix() -> None:
     status = TaskStatus.model_validate({"name": "a", "nextRetryAt": "2026-11-26T14:51:56Z"})
 
     assert status.next_retry_at == datetime(2026, 11, 26, 14, 51, 56, tzinfo=UTC)
+
+
+def test_parse_rfc3339_reads_what_rfc3339_writes() -> None:
+    t = datetime(2026, 11, 26, 14, 51, 56, tzinfo=UTC)
+
+    assert parse_rfc3339(rfc3339(t)) == t
+    assert parse_rfc3339("2026-11-26T16:51:56+02:00") == t
 
 
 def test_parsed_timestamps_are_utc_truncated_to_seconds() -> None:

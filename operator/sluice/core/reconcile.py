@@ -51,6 +51,7 @@ from sluice.api import (
     TaskStatus,
     dump,
     parse_pipeline_status,
+    parse_rfc3339,
 )
 from sluice.core import dag, naming, retry, validation
 from sluice.core.jobspec import ANNOTATION_RETRY_BASE, ResolvedStep, build_job, resolve_step
@@ -126,7 +127,7 @@ def _parse_time(value: Any) -> datetime | None:
         return None
     if isinstance(value, datetime):
         return value
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return parse_rfc3339(str(value))
 
 
 def _int(value: Any, default: int = 0) -> int:

@@ -28,7 +28,7 @@ from typing import Any
 
 import aiohttp
 
-from sluice.api import rfc3339
+from sluice.api import parse_rfc3339, rfc3339
 from sluice.core import naming
 from sluice.core.reconcile import Event, Plan, Prepared, prepare, reconcile
 from sluice.metrics import Metrics
@@ -554,7 +554,7 @@ class Controller:
             m.pipeline_runs.labels(ns, plan.run_finished).inc()
             started, finished = status.get("startedAt"), status.get("finishedAt")
             if started and finished:
-                d = _parse(finished) - _parse(started)
+                d = parse_rfc3339(finished) - parse_rfc3339(started)
                 m.run_duration.labels(ns, plan.run_finished).observe(d.total_seconds())
         phase = status.get("phase")
         if phase != worker.phase:
@@ -601,10 +601,6 @@ def _job_state(job: Mapping[str, Any]) -> tuple[Any, ...]:
         status.get("completionTime"),
         ended,
     )
-
-
-def _parse(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def _api_reason(e: ApiError) -> str:
