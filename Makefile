@@ -61,6 +61,7 @@ lint: install  ## static checks
 	$(VENV)/bin/ruff check operator tests hack bench
 	$(VENV)/bin/ruff format --check operator tests hack bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy bench/*.py
 	$(VENV)/bin/lint-imports
 	$(PY) hack/gen_manifests.py --lint
 	$(VENV)/bin/hadolint Dockerfile

@@ -830,7 +830,7 @@ def request_breakdown(metrics_text: str) -> Counter[str]:
         key = f"{labels.get('verb')} {labels.get('resource')}"
         if labels.get("subresource"):
             key += f"/{labels['subresource']}"
-        c[key] += v
+        c[key] += int(v)  # a counter: whole numbers, printed as floats
     return c
 
 
