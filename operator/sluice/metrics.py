@@ -96,8 +96,9 @@ class Metrics:
         )
         self.job_create = Histogram(
             "sluice_job_create_seconds",
-            "Round trip of a Job create to the API server, waiting for a connection "
-            "included: the part of the hand-off latency that is not the operator's.",
+            "Round trip of a Job create to the API server, waiting for a pooled connection "
+            "included: when it is most of sluice_handoff_latency_seconds, hand-offs wait "
+            "for the API server, not for the operator's decisions.",
             buckets=HANDOFF_BUCKETS,
             registry=r,
         )
