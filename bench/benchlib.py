@@ -36,7 +36,7 @@ import textwrap
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -576,25 +576,24 @@ class JobTracker:
         self.complete_acked[key] = time.perf_counter()
         self._changed.set()
 
-    @property
-    def handoffs(self) -> list[float]:
-        out = []
+    def _handoff_pairs(self) -> Iterator[tuple[JobKey, float]]:
+        """(Job k, when Job k+1 was seen ADDED) for every Job k whose Complete was sent."""
         for (ns, chain, step), t in self.added.items():
             up = (ns, chain, step - 1)
             if step and up in self.complete_sent:
-                out.append(t - self.complete_sent[up])
-        return out
+                yield up, t
+
+    @property
+    def handoffs(self) -> list[float]:
+        return [t - self.complete_sent[up] for up, t in self._handoff_pairs()]
 
     def handoff_parts(self) -> tuple[list[float], list[float]]:
         """Each hand-off cut where a watcher sees the completion: (PATCH sent ->
         Complete seen, the API server's part before any controller can act;
         Complete seen -> next Job seen, the controller's reaction and its create)."""
-        seen, after = [], []
-        for (ns, chain, step), t in self.added.items():
-            up = (ns, chain, step - 1)
-            if step and up in self.complete_sent and up in self.complete_seen:
-                seen.append(self.complete_seen[up] - self.complete_sent[up])
-                after.append(t - self.complete_seen[up])
+        pairs = [(up, t) for up, t in self._handoff_pairs() if up in self.complete_seen]
+        seen = [self.complete_seen[up] - self.complete_sent[up] for up, _ in pairs]
+        after = [t - self.complete_seen[up] for up, t in pairs]
         return seen, after
 
     @property

@@ -62,9 +62,9 @@ class Scenario:
     seeing it Succeeded: how far the status trails the work (operator only)."""
 
     @classmethod
-    def of(cls, jobs: JobTracker) -> Scenario:
+    def of(cls, jobs: JobTracker, status_lag: list[float] | None = None) -> Scenario:
         seen, after = jobs.handoff_parts()
-        return cls(jobs.handoffs, seen, after, jobs.write_rtt)
+        return cls(jobs.handoffs, seen, after, jobs.write_rtt, status_lag or [])
 
 
 async def warm_up(api: Api, ns: str) -> None:
@@ -88,11 +88,10 @@ async def run_operator(
     await jobs.stop()
     await pls.stop()
     assert len(jobs.handoffs) == chains * (length - 1), (len(jobs.handoffs), chains, length)
-    result = Scenario.of(jobs)
-    result.status_lag = [
+    lag = [
         seen - jobs.complete_sent[(ns, name, length - 1)] for name, seen in pls.succeeded.items()
     ]
-    return result
+    return Scenario.of(jobs, lag)
 
 
 async def run_floor(
