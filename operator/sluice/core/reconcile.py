@@ -290,11 +290,13 @@ def prepare(pipeline: Mapping[str, Any], tasks: Mapping[str, Mapping[str, Any]])
 def reconcile(
     pipeline: Mapping[str, Any],
     tasks: Mapping[str, Mapping[str, Any]],
-    jobs: Iterable[Mapping[str, Any]],
+    jobs: Iterable[JobView | Mapping[str, Any]],
     now: datetime,
     prepared: Prepared | None = None,
 ) -> Plan:
     """Decide what to do for one Pipeline. Pure: same inputs, same plan.
+
+    ``jobs`` are the pipeline's Jobs, raw or already observed (``observe_job``).
 
     ``prepared`` must be ``prepare(pipeline, tasks)`` for these very spec and
     Tasks (computed here when not given).
@@ -313,7 +315,11 @@ def reconcile(
     # Freshly parsed objects (no part shared with the input): worked on in place.
     r = _Run(old_status, now)
     st = r.st
-    views = [v for v in (observe_job(j) for j in jobs) if v is not None]
+    views = [
+        v
+        for v in (j if isinstance(j, JobView) else observe_job(j) for j in jobs)
+        if v is not None
+    ]
 
     # --- the spec itself -------------------------------------------------------
     # The same checks as the admission webhook's, so a pipeline that got past it (webhook
