@@ -24,6 +24,18 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from sluice.k8s.syntax import (
+    DNS_LABEL_MAX,
+    DNS_LABEL_PATTERN,
+    DNS_SUBDOMAIN_MAX,
+    DNS_SUBDOMAIN_PATTERN,
+    IMAGE_MAX,
+    IMAGE_MESSAGE,
+    IMAGE_PATTERN,
+    PARAM_NAME_PATTERN,
+    QUANTITY_PATTERN,
+)
+
 __all__ = [
     "API_VERSION",
     "DNS_LABEL_PATTERN",
@@ -80,46 +92,18 @@ TASK_PLURAL: Final = "tasks"
 RETRY_ANNOTATION: Final = f"{GROUP}/retry"
 RERUN_ANNOTATION: Final = f"{GROUP}/rerun"
 
-#: RFC 1123 label: step names end up in Job names and label values, which require it.
-DNS_LABEL_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-
-#: RFC 1123 subdomain: the names of Tasks and ServiceAccounts.
-DNS_SUBDOMAIN_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-
-#: What ``$(params.NAME)`` can refer to (sluice.core.params.PARAM_REF): a declared name
-#: outside this pattern could never be used.
-PARAM_NAME_PATTERN: Final = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
-
-# A container image reference, as the kubelet parses it (the grammar of
-# github.com/distribution/reference): [domain[:port]/]path[:tag][@digest], the path in
-# lowercase. Written for both RE2 (the API server's CEL) and Python's re: in Python match
-# it with ``re.fullmatch(IMAGE_PATTERN, s, re.ASCII)`` (``$`` also matches before a final
-# newline there, and ``\d``/``\w`` are Unicode-wide without re.ASCII).
-_DOMAIN_PART = r"[a-zA-Z\d](?:[a-zA-Z\d-]*[a-zA-Z\d])?"
-_DOMAIN = rf"(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*|\[[a-fA-F\d:]+\])(?::\d+)?"
-_PATH_PART = r"[a-z\d]+(?:(?:[._]|__|-+)[a-z\d]+)*"
-_TAG = r"\w[\w.-]{0,127}"
-_DIGEST = r"[A-Za-z][A-Za-z\d]*(?:[-_+.][A-Za-z][A-Za-z\d]*)*:[a-fA-F\d]{32,}"
-IMAGE_PATTERN: Final = (
-    rf"^(?:{_DOMAIN}/)?{_PATH_PART}(?:/{_PATH_PART})*(?::{_TAG})?(?:@{_DIGEST})?$"
-)
-IMAGE_MESSAGE: Final = (
-    "is not a valid image reference: [registry[:port]/]name[:tag][@digest], the name in lowercase"
-)
-_MAX_IMAGE: Final = 1024
-
-#: A Kubernetes resource quantity (k8s.io/apimachinery resource.Quantity), e.g. 500m, 4Gi.
-QUANTITY_PATTERN: Final = (
-    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
-    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
-)
+# Kubernetes syntax has one home, sluice.k8s.syntax; its patterns are re-exported here
+# because the schema is written with them.
+_MAX_IMAGE: Final = IMAGE_MAX
 
 #: Upper bound of every duration in seconds: an int32, like the Kubernetes fields they
 #: become, and small enough that no date computed from one overflows.
 MAX_SECONDS: Final = 2**31 - 1
 
-_DnsLabel = Annotated[str, StringConstraints(pattern=DNS_LABEL_PATTERN, max_length=63)]
-_DnsSubdomain = Annotated[str, StringConstraints(pattern=DNS_SUBDOMAIN_PATTERN, max_length=253)]
+_DnsLabel = Annotated[str, StringConstraints(pattern=DNS_LABEL_PATTERN, max_length=DNS_LABEL_MAX)]
+_DnsSubdomain = Annotated[
+    str, StringConstraints(pattern=DNS_SUBDOMAIN_PATTERN, max_length=DNS_SUBDOMAIN_MAX)
+]
 _ParamName = Annotated[str, StringConstraints(pattern=PARAM_NAME_PATTERN, max_length=253)]
 _FreeForm = dict[str, Any]
 
@@ -266,8 +250,37 @@ Timestamp = Annotated[
     PlainSerializer(rfc3339, return_type=str, when_used="json"),
 ]
 
-TaskPhase = Literal["Pending", "Running", "Retrying", "Succeeded", "Failed", "Blocked", "Skipped"]
-PipelinePhase = Literal["Pending", "Running", "Succeeded", "Degraded", "Failed"]
+
+class TaskPhase(StrEnum):
+    """Where a step stands in a run."""
+
+    PENDING = "Pending"
+    """Not started: waiting for its dependencies, a slot, or the first reconcile."""
+    RUNNING = "Running"
+    """An attempt's Job is running."""
+    RETRYING = "Retrying"
+    """An attempt failed; the next one starts at ``nextRetryAt``."""
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    """Failed past its retry budget (or not retryable): waits for a fix or a retry."""
+    BLOCKED = "Blocked"
+    """A step it depends on failed."""
+    SKIPPED = "Skipped"
+    """Never started: the pipeline timed out first."""
+
+
+class PipelinePhase(StrEnum):
+    """Where a run stands."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    DEGRADED = "Degraded"
+    """A step failed past its retries; the run waits for a fix."""
+    FAILED = "Failed"
+    """Terminal: an invalid spec (until fixed) or a timeout (until a rerun)."""
+
+
 FailurePolicy = Literal["ContinueIndependent", "StopAll"]
 JobRetention = Literal["Failed", "All", "None"]
 ConditionStatus = Literal["True", "False", "Unknown"]
@@ -584,7 +597,9 @@ class TaskStatus(_Model):
     """Where one step stands in the current run; the operator's memory across restarts."""
 
     name: str = Field(description="Name of the step.")
-    phase: TaskPhase = Field(default="Pending", description="Phase of the step in this run.")
+    phase: TaskPhase = Field(
+        default=TaskPhase.PENDING, description="Phase of the step in this run."
+    )
     attempts: int = Field(default=0, ge=0, description="Attempts started so far in this run.")
     job: str | None = Field(default=None, description="Name of the Job of the latest attempt.")
     started_at: Timestamp | None = Field(
