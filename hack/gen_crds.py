@@ -6,12 +6,19 @@ server validates, defaults and prunes exactly what the operator expects.
 
     python hack/gen_crds.py            # write crds/*.yaml
     python hack/gen_crds.py --check    # exit 1 with a diff if crds/ is stale
+
+It also writes (and checks) operator/sluice/k8s/core_v1.json, the core/v1 schemas of the
+pinned Kubernetes version that validation checks pod templates and env against, extracted
+from upstream's OpenAPI by hack/k8s_openapi.py (which needs Go and the module cache the
+cluster build fills; --check without Go checks the CRDs alone and says so).
 """
 
 from __future__ import annotations
 
 import argparse
 import difflib
+import importlib.util
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -50,6 +57,15 @@ _CONSTRAINTS = (
 _FORMATS = frozenset({"date-time"})
 # Keywords pydantic emits that carry nothing for Kubernetes.
 _DROPPED = frozenset({"title"})
+
+
+def _k8s_openapi() -> Any:
+    """hack/k8s_openapi.py, loaded by path (hack/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("k8s_openapi", ROOT / "hack" / "k8s_openapi.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 class SchemaError(Exception):
@@ -314,9 +330,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", type=Path, default=CRD_DIR, help="default: crds/")
     args = parser.parse_args(argv)
 
+    outputs = {args.out_dir / name: text for name, text in generate().items()}
+    if args.out_dir == CRD_DIR:  # the real tree, not a scratch copy of the CRDs
+        openapi = _k8s_openapi()
+        if shutil.which("go") is not None or not args.check:
+            outputs[openapi.ARTEFACT] = openapi.generate()
+        else:
+            print(f"no go: {openapi.ARTEFACT.name} not checked", file=sys.stderr)
+
     stale = False
-    for name, text in generate().items():
-        path = args.out_dir / name
+    for path, text in outputs.items():
         if args.check:
             current = path.read_text() if path.exists() else ""
             if current != text:
@@ -334,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
             path.write_text(text)
             print(f"wrote {path}")
     if stale:
-        print("CRDs are stale: run `python hack/gen_crds.py`.", file=sys.stderr)
+        print("Generated files are stale: run `python hack/gen_crds.py`.", file=sys.stderr)
         return 1
     return 0
 
