@@ -241,6 +241,11 @@ def _template_metadata_problems(meta: Mapping[str, Any]) -> Iterator[tuple[Sever
 def _pod_spec_problems(spec: Mapping[str, Any]) -> Iterator[tuple[Severity, str]]:
     for problem in unknown_fields(spec, openapi.definition(openapi.POD_SPEC), "podTemplate.spec"):
         yield "error", problem
+    for check in _POD_SPEC_CHECKS:
+        yield from check(spec)
+
+
+def _restart_policy(spec: Mapping[str, Any]) -> Iterator[tuple[Severity, str]]:
     restart = spec.get("restartPolicy")
     if restart is not None and restart != "Never":
         yield (
@@ -248,45 +253,70 @@ def _pod_spec_problems(spec: Mapping[str, Any]) -> Iterator[tuple[Severity, str]
             f"podTemplate.spec.restartPolicy {quote(restart)} is replaced by Never: Sluice, "
             "not the kubelet, retries failed attempts",
         )
+
+
+def _is_named(item: Any) -> bool:
+    return isinstance(item, Mapping) and isinstance(item.get("name"), str) and bool(item["name"])
+
+
+def _containers(spec: Mapping[str, Any]) -> Iterator[tuple[Severity, str]]:
     for key in ("containers", "initContainers"):
         items = spec.get(key)
         if items is None:
             continue
-        if not isinstance(items, list) or not all(
-            isinstance(c, Mapping) and isinstance(c.get("name"), str) and c.get("name")
-            for c in items
-        ):
-            yield (
-                "error",
-                f"podTemplate.spec.{field_name(key)} must be a list of containers with names",
-            )
+        if not isinstance(items, list) or not all(_is_named(c) for c in items):
+            where = f"podTemplate.spec.{field_name(key)}"
+            yield "error", f"{where} must be a list of containers with names"
         elif key == "containers":
             for c in items:
                 if c["name"] != "main" and not isinstance(c.get("image"), str):
                     yield "error", f"podTemplate.spec.containers {quote(c['name'])} needs an image"
+
+
+def _node_selector(spec: Mapping[str, Any]) -> Iterator[tuple[Severity, str]]:
     selector = spec.get("nodeSelector")
     if selector is not None and not (
         isinstance(selector, Mapping) and all(isinstance(v, str) for v in selector.values())
     ):
         yield "error", "podTemplate.spec.nodeSelector must map label keys to strings"
+
+
+def _tolerations(spec: Mapping[str, Any]) -> Iterator[tuple[Severity, str]]:
     tolerations = spec.get("tolerations")
     if tolerations is not None and not (
         isinstance(tolerations, list) and all(isinstance(t, Mapping) for t in tolerations)
     ):
         yield "error", "podTemplate.spec.tolerations must be a list of objects"
+
+
+def _volumes(spec: Mapping[str, Any]) -> Iterator[tuple[Severity, str]]:
     volumes = spec.get("volumes")
-    if volumes is not None:
-        if not isinstance(volumes, list) or not all(
-            isinstance(v, Mapping) and isinstance(v.get("name"), str) for v in volumes
-        ):
-            yield "error", "podTemplate.spec.volumes must be a list of volumes with names"
-        else:
-            names = [v["name"] for v in volumes]
-            for name in sorted({n for n in names if names.count(n) > 1}):
-                yield "error", f"podTemplate.spec.volumes: {quote(name)} is declared twice"
+    if volumes is None:
+        return
+    if not isinstance(volumes, list) or not all(
+        isinstance(v, Mapping) and isinstance(v.get("name"), str) for v in volumes
+    ):
+        yield "error", "podTemplate.spec.volumes must be a list of volumes with names"
+        return
+    names = [v["name"] for v in volumes]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        yield "error", f"podTemplate.spec.volumes: {quote(name)} is declared twice"
+
+
+def _service_account(spec: Mapping[str, Any]) -> Iterator[tuple[Severity, str]]:
     account = spec.get("serviceAccountName")
     if account is not None and not (isinstance(account, str) and is_dns_subdomain(account)):
         yield "error", f"podTemplate.spec.serviceAccountName {quote(account)} is not a valid name"
+
+
+_POD_SPEC_CHECKS: Final = (
+    _restart_policy,
+    _containers,
+    _node_selector,
+    _tolerations,
+    _volumes,
+    _service_account,
+)
 
 
 def unknown_fields(value: Any, schema: Mapping[str, Any], path: str) -> list[str]:

@@ -114,73 +114,92 @@ def _check_steps(
     checked: dict[str, Report] = {}
     used_params: set[str] = set()
     all_known = True
-    max_timeout = spec.timeout_seconds
     for step in spec.tasks:
-        where = f"task {quote(step.name)}"
-        for dup in twice(p.name for p in step.params):
-            report.add("error", f"{where} sets parameter {quote(dup)} twice", step=step.name)
-        # Step values may refer to pipeline params; nothing else is substituted into them.
-        for p in step.params:
-            refs = params.referenced_params(p.value)
-            used_params |= refs
-            for ref in sorted(refs - pipeline_params.keys()):
-                report.add(
-                    "error",
-                    f"{where}: parameter {quote(p.name)} uses $(params.{ref}), which the pipeline "
-                    "does not declare" + did_you_mean(ref, pipeline_params),
-                    step=step.name,
-                )
-        if max_timeout and step.timeout_seconds and step.timeout_seconds > max_timeout:
-            report.add(
-                "warning",
-                f"{where}: timeoutSeconds ({step.timeout_seconds}) is longer than the "
-                f"pipeline's ({max_timeout})",
-                step=step.name,
-            )
-        if step.task is not None:
-            for severity, message in task_problems(step.task):
-                report.add(severity, f"{where}: {message}", step=step.name)
-            _check_values(report, step, step.task, pipeline_params, external=False)
-            used_params |= {p.name for p in step.task.params}
-            continue
-        assert step.task_ref is not None
-        if tasks is None:
+        used_params |= _check_step_values(report, spec, step, pipeline_params)
+        task = _step_task(report, step, tasks, checked)
+        if task is None:
             all_known = False
             continue
-        ref = step.task_ref.name
-        obj = tasks.get(ref)
-        if obj is None:
-            all_known = False
-            report.add(
-                "error",
-                f"{where} refers to Task {quote(ref)}, which does not exist"
-                + did_you_mean(ref, tasks),
-                step=step.name,
-                external=True,
-            )
-            continue
-        if ref not in checked:
-            checked[ref] = check_task(obj.get("spec") if isinstance(obj, Mapping) else None)
-        task_report = checked[ref]
-        if task_report.errors or task_report.task is None:
-            all_known = False
-            report.add(
-                "error",
-                f"{where} uses Task {quote(ref)}, which is invalid: "
-                + "; ".join(f.message for f in task_report.errors[:3]),
-                step=step.name,
-                external=True,
-            )
-            continue
-        report.tasks[ref] = task_report.task
-        _check_values(report, step, task_report.task, pipeline_params, external=True)
-        used_params |= {p.name for p in task_report.task.params}
+        _check_values(report, step, task, pipeline_params, external=step.task is None)
+        used_params |= {p.name for p in task.params}
     if all_known:
         for name in pipeline_params.keys() - used_params:
             report.add(
                 "warning",
                 f"pipeline parameter {quote(name)} is not used: no task declares it",
             )
+
+
+def _check_step_values(
+    report: Report, spec: PipelineSpec, step: PipelineTask, pipeline_params: Mapping[str, str]
+) -> set[str]:
+    """The step's own params and timeout; returns the pipeline params its values use."""
+    where = f"task {quote(step.name)}"
+    used: set[str] = set()
+    for dup in twice(p.name for p in step.params):
+        report.add("error", f"{where} sets parameter {quote(dup)} twice", step=step.name)
+    # Step values may refer to pipeline params; nothing else is substituted into them.
+    for p in step.params:
+        refs = params.referenced_params(p.value)
+        used |= refs
+        for ref in sorted(refs - pipeline_params.keys()):
+            report.add(
+                "error",
+                f"{where}: parameter {quote(p.name)} uses $(params.{ref}), which the pipeline "
+                "does not declare" + did_you_mean(ref, pipeline_params),
+                step=step.name,
+            )
+    max_timeout = spec.timeout_seconds
+    if max_timeout and step.timeout_seconds and step.timeout_seconds > max_timeout:
+        report.add(
+            "warning",
+            f"{where}: timeoutSeconds ({step.timeout_seconds}) is longer than the "
+            f"pipeline's ({max_timeout})",
+            step=step.name,
+        )
+    return used
+
+
+def _step_task(
+    report: Report,
+    step: PipelineTask,
+    tasks: Mapping[str, Mapping[str, Any]] | None,
+    checked: dict[str, Report],
+) -> TaskSpec | None:
+    """The step's task definition, checked: inline, or its Task when that exists and is
+    valid (kept in ``report.tasks``); None when it is not known."""
+    where = f"task {quote(step.name)}"
+    if step.task is not None:
+        for severity, message in task_problems(step.task):
+            report.add(severity, f"{where}: {message}", step=step.name)
+        return step.task
+    assert step.task_ref is not None
+    if tasks is None:
+        return None
+    ref = step.task_ref.name
+    obj = tasks.get(ref)
+    if obj is None:
+        report.add(
+            "error",
+            f"{where} refers to Task {quote(ref)}, which does not exist" + did_you_mean(ref, tasks),
+            step=step.name,
+            external=True,
+        )
+        return None
+    if ref not in checked:
+        checked[ref] = check_task(obj.get("spec") if isinstance(obj, Mapping) else None)
+    task_report = checked[ref]
+    if task_report.errors or task_report.task is None:
+        report.add(
+            "error",
+            f"{where} uses Task {quote(ref)}, which is invalid: "
+            + "; ".join(f.message for f in task_report.errors[:3]),
+            step=step.name,
+            external=True,
+        )
+        return None
+    report.tasks[ref] = task_report.task
+    return task_report.task
 
 
 def _check_values(
