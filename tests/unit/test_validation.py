@@ -346,6 +346,10 @@ def test_the_webhook_refuses_for_own_errors_and_only_warns_for_external_ones() -
             'containers "sidecar" needs an image',
         ),
         ({**IMG, "podTemplate": {"spec": {"serviceAccountName": "Admin"}}}, "serviceAccountName"),
+        (
+            {**IMG, "env": [{"name": "A", "valueFrom": {"secretKeyRef": {"nmae": "s"}}}]},
+            'env "A".valueFrom.secretKeyRef: unknown field "nmae" (did you mean "name"?)',
+        ),
         # A typo in the pod template would silently drop what the user asked for.
         (
             {**IMG, "podTemplate": {"spec": {"nodeSelecter": {}}}},

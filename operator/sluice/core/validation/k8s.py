@@ -85,12 +85,7 @@ def env_problems(env: list[dict[str, Any]] | None) -> Iterator[tuple[Severity, s
         if value is not None and source is not None:
             yield "error", f"{where}: an env variable has a value or a valueFrom, not both"
         if source is not None:
-            keys = set(source) if isinstance(source, Mapping) else set()
-            if len(keys & _ENV_SOURCES) != 1 or keys - _ENV_SOURCES:
-                yield (
-                    "error",
-                    f"{where}: valueFrom needs exactly one of {', '.join(sorted(_ENV_SOURCES))}",
-                )
+            yield from _value_from_problems(where, source)
         if isinstance(value, str) and len(name) + len(value) + 1 > _MAX_ARG_BYTES:
             yield (
                 "warning",
@@ -100,6 +95,20 @@ def env_problems(env: list[dict[str, Any]] | None) -> Iterator[tuple[Severity, s
         if name in seen:
             yield "warning", f"{where} is set twice: the last one wins"
         seen.add(name)
+
+
+def _value_from_problems(where: str, source: Any) -> Iterator[tuple[Severity, str]]:
+    keys = set(source) if isinstance(source, Mapping) else set()
+    if len(keys & _ENV_SOURCES) != 1 or keys - _ENV_SOURCES:
+        yield (
+            "error",
+            f"{where}: valueFrom needs exactly one of {', '.join(sorted(_ENV_SOURCES))}",
+        )
+        return
+    (key,) = keys
+    schema = openapi.definition(openapi.ENV_VAR_SOURCE)["properties"][key]
+    for problem in unknown_fields(source[key], schema, f"{where}.valueFrom.{key}"):
+        yield "error", problem
 
 
 def env_from_problems(env_from: list[dict[str, Any]] | None) -> Iterator[tuple[Severity, str]]:
