@@ -92,12 +92,7 @@ def structural(schema: dict[str, Any], defs: dict[str, Any], path: str) -> dict[
         return _ordered(node)
 
     if "anyOf" in node:
-        options = [o for o in node.pop("anyOf") if o != {"type": "null"}]
-        if len(options) != 1:
-            raise SchemaError(f"{path}: only Optional[X] unions can be expressed, got {options}")
-        if "default" in node and node["default"] is None:
-            del node["default"]
-        return structural({**options[0], **node}, defs, path)
+        return structural(_optional(node, path), defs, path)
 
     out: dict[str, Any] = {}
     if description := node.pop("description", None):
@@ -108,32 +103,58 @@ def structural(schema: dict[str, Any], defs: dict[str, Any], path: str) -> dict[
     out["type"] = type_
 
     if type_ == "object":
-        properties = node.pop("properties", None)
-        additional = node.pop("additionalProperties", None)
-        required = node.pop("required", [])
-        if properties is None:
-            if additional is True or additional is None:
-                out["x-kubernetes-preserve-unknown-fields"] = True
-            elif isinstance(additional, dict):
-                out["additionalProperties"] = structural(additional, defs, f"{path}.*")
-            else:
-                raise SchemaError(f"{path}: an object without properties must allow some")
-        else:
-            # additionalProperties: false needs no translation: the API server prunes
-            # (or, with strict field validation, rejects) unknown fields by itself.
-            out["properties"] = {}
-            for name, sub in properties.items():
-                child = structural(sub, defs, f"{path}.{name}")
-                if "description" not in child:
-                    raise SchemaError(f"{path}.{name}: no description (use Field(description=))")
-                out["properties"][name] = child
-            if required:
-                out["required"] = list(required)
+        out.update(_object(node, defs, path))
     elif type_ == "array":
         out["items"] = structural(node.pop("items"), defs, f"{path}[]")
     elif type_ not in _SCALARS:
         raise SchemaError(f"{path}: unsupported type {type_!r}")
 
+    out.update(_constraints(node, out, path))
+    if node:
+        raise SchemaError(f"{path}: cannot translate {sorted(node)}")
+    return _ordered(out)
+
+
+def _optional(node: dict[str, Any], path: str) -> dict[str, Any]:
+    """``Optional[X]`` (anyOf X, null) as X with the node's other keywords."""
+    options = [o for o in node.pop("anyOf") if o != {"type": "null"}]
+    if len(options) != 1:
+        raise SchemaError(f"{path}: only Optional[X] unions can be expressed, got {options}")
+    if "default" in node and node["default"] is None:
+        del node["default"]
+    return {**options[0], **node}
+
+
+def _object(node: dict[str, Any], defs: dict[str, Any], path: str) -> dict[str, Any]:
+    """The properties (or additionalProperties) of an object node, popped from ``node``."""
+    out: dict[str, Any] = {}
+    properties = node.pop("properties", None)
+    additional = node.pop("additionalProperties", None)
+    required = node.pop("required", [])
+    if properties is None:
+        if additional is True or additional is None:
+            out["x-kubernetes-preserve-unknown-fields"] = True
+        elif isinstance(additional, dict):
+            out["additionalProperties"] = structural(additional, defs, f"{path}.*")
+        else:
+            raise SchemaError(f"{path}: an object without properties must allow some")
+        return out
+    # additionalProperties: false needs no translation: the API server prunes
+    # (or, with strict field validation, rejects) unknown fields by itself.
+    out["properties"] = {}
+    for name, sub in properties.items():
+        child = structural(sub, defs, f"{path}.{name}")
+        if "description" not in child:
+            raise SchemaError(f"{path}.{name}: no description (use Field(description=))")
+        out["properties"][name] = child
+    if required:
+        out["required"] = list(required)
+    return out
+
+
+def _constraints(node: dict[str, Any], out: dict[str, Any], path: str) -> dict[str, Any]:
+    """The format, bounds, defaults and x-kubernetes-* extensions, popped from ``node``."""
+    found: dict[str, Any] = {}
     if node.get("format", "date-time") not in _FORMATS:
         raise SchemaError(f"{path}: unsupported format {node['format']!r}")
     if "default" in node and not _is_leaf_default(out, node["default"]):
@@ -147,13 +168,10 @@ def structural(schema: dict[str, Any], defs: dict[str, Any], path: str) -> dict[
             node[bound] = True
     for key in _CONSTRAINTS:
         if key in node:
-            out[key] = node.pop(key)
+            found[key] = node.pop(key)
     for key in sorted(k for k in node if k.startswith("x-kubernetes-")):
-        out[key] = node.pop(key)
-
-    if node:
-        raise SchemaError(f"{path}: cannot translate {sorted(node)}")
-    return _ordered(out)
+        found[key] = node.pop(key)
+    return found
 
 
 def _is_leaf_default(node: dict[str, Any], default: Any) -> bool:
