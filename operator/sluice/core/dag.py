@@ -1,7 +1,7 @@
-"""Graph logic for a pipeline's tasks.
+"""Graph logic for a pipeline's steps.
 
-A pipeline's dependencies are a mapping ``task -> names it depends on``; the
-mapping's order is the order the user declared the tasks in, and every
+A pipeline's dependencies are a mapping ``step -> names it depends on``; the
+mapping's order is the order the user declared the steps in, and every
 function that has to break a tie uses it, so what the operator does (and
 what it shows) follows the YAML rather than hash order. Unknown names are
 ignored everywhere (validation names them, with a suggestion): the admission
@@ -9,7 +9,7 @@ webhook rejects them, and the reconciler must still be total (never crash) if
 one slips through. Readiness is decided by the reconciler's schedule stage, which
 also weighs retries and maxParallel.
 
-Everything is iterative: a 10,000-task chain must not hit the recursion limit.
+Everything is iterative: a 10,000-step chain must not hit the recursion limit.
 """
 
 from __future__ import annotations
@@ -76,10 +76,10 @@ def format_cycle(cycle: Sequence[str]) -> str:
 
 
 def dependents(deps: Deps, names: Iterable[str]) -> set[str]:
-    """Every task that transitively depends on any of ``names``.
+    """Every step that transitively depends on any of ``names``.
 
     ``names`` themselves are excluded (even if one depends on another): the
-    caller marks these ``Blocked`` and must not overwrite the failed tasks.
+    caller marks these ``Blocked`` and must not overwrite the failed steps.
     """
     children: dict[str, list[str]] = {}
     for name, ds in deps.items():
