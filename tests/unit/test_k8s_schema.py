@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sluice import api
+from sluice.api import core_v1
 from sluice.core.validation.k8s import unknown_fields
 from sluice.k8s import openapi
 
@@ -30,9 +30,9 @@ def test_the_schemas_are_those_of_the_kubernetes_version_the_cluster_is_built_fr
 
 
 def test_the_crd_sub_schemas_written_in_api_py_know_every_upstream_field_and_no_other() -> None:
-    env = api._ENV_VAR_SCHEMA
-    env_from = api._ENV_FROM_SCHEMA
-    resources = api._RESOURCES_SCHEMA
+    env = core_v1.ENV_VAR_SCHEMA
+    env_from = core_v1.ENV_FROM_SCHEMA
+    resources = core_v1.RESOURCES_SCHEMA
 
     assert _properties(env) == openapi.fields(openapi.ENV_VAR)
     assert _properties(env_from) == openapi.fields(openapi.ENV_FROM_SOURCE)
