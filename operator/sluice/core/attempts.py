@@ -10,15 +10,16 @@ import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
-from sluice.api import FailureKind, PipelineSpec, RetryPolicy, TaskPhase, TaskStatus
+from sluice.api import FailureKind, PipelineSpec, RetryPolicy, TaskStatus
 from sluice.core import retry
 from sluice.core.decision import Decision
 from sluice.core.jobspec import ResolvedStep
 from sluice.core.observe import JobView
+from sluice.core.phases import T
 
 __all__ = ["fold_jobs", "reopen_fixed"]
 
-_T = TaskPhase
+_T = T
 
 
 # ---------------------------------------------------------------------- fold in the Jobs

@@ -20,6 +20,7 @@ from sluice.api import (
     PipelineStatus,
     TaskPhase,
 )
+from sluice.core.phases import P
 
 __all__ = [
     "CONDITIONS",
@@ -35,7 +36,7 @@ __all__ = [
 ConditionRow = tuple[str, ConditionStatus, str, bool]
 """(type, status, reason, whether it carries the status message) of one condition."""
 
-_P = PipelinePhase
+_P = P
 _ACTIVE: Final = frozenset({TaskPhase.RUNNING, TaskPhase.RETRYING})
 
 #: (phase, active, suspended) -> the conditions to set; None in a key means "either".

@@ -44,13 +44,13 @@ from sluice.api import (
     RETRY_ANNOTATION,
     PipelineSpec,
     PipelineStatus,
-    TaskPhase,
     dump,
     parse_pipeline_status,
 )
 from sluice.core import stages
 from sluice.core.decision import Decision
 from sluice.core.observe import JobView, observe_job
+from sluice.core.phases import T
 from sluice.core.plan import Event, Plan, TaskTransition
 from sluice.core.prepare import Prepared, prepare
 
@@ -148,7 +148,7 @@ def decide(
 
 def _step_problems(d: Decision, prepared: Prepared) -> list[str]:
     """A step's problem only matters while the step still has to run."""
-    return [p for n, p in prepared.step_problems if d.phase(n) != TaskPhase.SUCCEEDED]
+    return [p for n, p in prepared.step_problems if d.phase(n) != T.SUCCEEDED]
 
 
 def _may_start(spec: PipelineSpec, terminal: bool, failed: set[str]) -> bool:

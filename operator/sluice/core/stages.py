@@ -16,7 +16,6 @@ from sluice.api import (
     FailureKind,
     PipelinePhase,
     PipelineSpec,
-    TaskPhase,
     TaskStatus,
 )
 from sluice.core import dag, validation
@@ -31,6 +30,7 @@ from sluice.core.conditions import (
 from sluice.core.decision import Decision
 from sluice.core.jobspec import ResolvedStep, build_job
 from sluice.core.observe import JobView
+from sluice.core.phases import P, T
 
 __all__ = [
     "PipelineRef",
@@ -47,8 +47,8 @@ __all__ = [
     "time_out",
 ]
 
-_T = TaskPhase
-_P = PipelinePhase
+_T = T
+_P = P
 _WAITING = frozenset({_T.PENDING, _T.BLOCKED})
 _ACTIVE = frozenset({_T.RUNNING, _T.RETRYING})
 

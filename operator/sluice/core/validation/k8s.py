@@ -336,25 +336,44 @@ def unknown_fields(value: Any, schema: Mapping[str, Any], path: str) -> list[str
     and, at Job creation, the API server name those). Total on any JSON value.
     """
     found: list[str] = []
-    # An explicit stack: the depth is the schema's (about 10), never the input's.
-    stack: list[tuple[Any, Mapping[str, Any], str]] = [(value, schema, path)]
+    # An explicit stack, depth first in document order; the depth is the schema's (about
+    # 10), never the input's. A path is (parent path, key or index), spelled out only for
+    # an unknown field: most pod templates have none.
+    stack: list[tuple[Any, Mapping[str, Any], _Path]] = [(value, schema, None)]
     while stack and len(found) < _MAX_UNKNOWN:
-        value, node, where = stack.pop()
-        node = openapi.resolve(node)
-        if isinstance(value, list) and "items" in node:
-            stack += [(v, node["items"], f"{where}[{i}]") for i, v in enumerate(value)][::-1]
-        elif isinstance(value, Mapping) and "properties" in node:
-            known = node["properties"]
-            children = []
-            for key, child in value.items():
-                if key in known:
-                    children.append((child, known[key], f"{where}.{field_name(key)}"))
-                else:
-                    found.append(
-                        f"{where}: unknown field {quote(key)}" + did_you_mean(str(key), known)
-                    )
-            stack += children[::-1]
-        elif isinstance(value, Mapping) and isinstance(node.get("additionalProperties"), Mapping):
-            items = node["additionalProperties"]
-            stack += [(v, items, f"{where}.{field_name(k)}") for k, v in value.items()][::-1]
+        value, node, at = stack.pop()
+        if "$ref" in node:
+            node = openapi.definition(node["$ref"])
+        if isinstance(value, list):
+            items = node.get("items")
+            if items is not None:
+                stack += [(v, items, (at, i)) for i, v in reversed(list(enumerate(value)))]
+        elif isinstance(value, Mapping):
+            known = node.get("properties")
+            if known is not None:
+                children = []
+                for key, child in value.items():
+                    if key in known:
+                        children.append((child, known[key], (at, key)))
+                    else:
+                        where = _spell(path, at)
+                        found.append(
+                            f"{where}: unknown field {quote(key)}" + did_you_mean(str(key), known)
+                        )
+                stack += reversed(children)
+            elif isinstance(node.get("additionalProperties"), Mapping):
+                extra = node["additionalProperties"]
+                stack += [(v, extra, (at, k)) for k, v in reversed(list(value.items()))]
     return found[:_MAX_UNKNOWN]
+
+
+_Path = tuple["_Path", str | int] | None
+
+
+def _spell(root: str, at: _Path) -> str:
+    """``root.a.b[0].c`` from the linked path ``at``."""
+    parts: list[str] = []
+    while at is not None:
+        at, part = at
+        parts.append(f"[{part}]" if isinstance(part, int) else f".{field_name(part)}")
+    return root + "".join(reversed(parts))
