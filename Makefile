@@ -37,7 +37,7 @@ dev: install  ## local cluster + CRDs + operator + an example pipeline, shown as
 dev-down:  ## stop the operator started by `make dev`
 	-@[ -f .cluster/pids/operator.pid ] && kill $$(cat .cluster/pids/operator.pid) 2>/dev/null; rm -f .cluster/pids/operator.pid; echo "operator stopped"
 
-crds: install  ## regenerate crds/ from the pydantic models in operator/sluice/api.py
+crds: install  ## regenerate crds/ from the pydantic models in operator/sluice/api/
 	$(PY) hack/gen_crds.py
 
 manifests: install  ## sync the chart's CRDs, render manifests/ and the docs' values table from helm/sluice

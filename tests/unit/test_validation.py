@@ -346,6 +346,25 @@ def test_the_webhook_refuses_for_own_errors_and_only_warns_for_external_ones() -
             'containers "sidecar" needs an image',
         ),
         ({**IMG, "podTemplate": {"spec": {"serviceAccountName": "Admin"}}}, "serviceAccountName"),
+        (
+            {**IMG, "env": [{"name": "A", "valueFrom": {"secretKeyRef": {"nmae": "s"}}}]},
+            'env "A".valueFrom.secretKeyRef: unknown field "nmae" (did you mean "name"?)',
+        ),
+        # A typo in the pod template would silently drop what the user asked for.
+        (
+            {**IMG, "podTemplate": {"spec": {"nodeSelecter": {}}}},
+            'podTemplate.spec: unknown field "nodeSelecter" (did you mean "nodeSelector"?)',
+        ),
+        (
+            {
+                **IMG,
+                "podTemplate": {
+                    "spec": {"containers": [{"name": "main", "resources": {"limts": {}}}]}
+                },
+            },
+            'podTemplate.spec.containers[0].resources: unknown field "limts" '
+            '(did you mean "limits"?)',
+        ),
     ],
 )
 def test_task_definition_problems_are_named(task: dict[str, Any], expected: str) -> None:
@@ -364,7 +383,6 @@ def test_task_definition_problems_are_named(task: dict[str, Any], expected: str)
             "is set twice",
         ),
         ({**IMG, "env": [{"name": "BIG", "value": "x" * 200_000}]}, "Linux refuses to start"),
-        ({**IMG, "podTemplate": {"spec": {"nodeSelecter": {}}}}, '(did you mean "nodeSelector"?)'),
         ({**IMG, "podTemplate": {"spec": {"restartPolicy": "OnFailure"}}}, "is replaced by Never"),
         (
             {**IMG, "podTemplate": {"metadata": {"name": "x"}}},

@@ -17,7 +17,6 @@ from sluice.api import API_VERSION, PIPELINE_KIND, PipelineTask, RetryPolicy, Ta
 from sluice.core import naming, params
 
 __all__ = [
-    "ANNOTATION_RETRY_BASE",
     "CONTAINER_NAME",
     "ResolvedStep",
     "build_job",
@@ -25,9 +24,6 @@ __all__ = [
 ]
 
 CONTAINER_NAME = "main"
-ANNOTATION_RETRY_BASE = "sluice.dev/retry-base"
-"""The attempt count at which the retry budget of a Job's attempt began: lets a
-restarted operator rebuild the budget from the Jobs alone."""
 
 # backoffLimit 0 + these rules: the Job fails on the first pod failure and its
 # Failed condition carries the reason in the Job controller's own words (the exit
@@ -122,9 +118,8 @@ def build_job(
 ) -> dict[str, Any]:
     """The Job for one attempt; its name is the idempotency key of that attempt."""
     labels = naming.job_labels(pipeline, step.name, run, attempt)
-    labels[naming.LABEL_MANAGED_BY] = naming.MANAGED_BY
     annotations = naming.job_annotations(pipeline, step.name, step.spec_hash)
-    annotations[ANNOTATION_RETRY_BASE] = str(retry_base)
+    annotations[naming.ANNOTATION_RETRY_BASE] = str(retry_base)
 
     template = copy.deepcopy(step.pod_template)
     template["metadata"]["labels"] = {**(template["metadata"].get("labels") or {}), **labels}

@@ -13,8 +13,11 @@ from __future__ import annotations
 import hashlib
 import re
 
+from sluice.k8s.syntax import DNS_LABEL_MAX, is_dns_label, is_dns_subdomain, is_label_value
+
 __all__ = [
     "ANNOTATION_PIPELINE",
+    "ANNOTATION_RETRY_BASE",
     "ANNOTATION_SPEC_HASH",
     "ANNOTATION_TASK",
     "LABEL_ATTEMPT",
@@ -43,14 +46,14 @@ MANAGED_BY = "sluice"
 ANNOTATION_PIPELINE = "sluice.dev/pipeline-name"
 ANNOTATION_TASK = "sluice.dev/task-name"
 ANNOTATION_SPEC_HASH = "sluice.dev/spec-hash"
+ANNOTATION_RETRY_BASE = "sluice.dev/retry-base"
+"""The attempt count at which the retry budget of a Job's attempt began: lets a
+restarted operator rebuild the budget from the Jobs alone."""
 
-MAX_NAME_LENGTH = 63
+MAX_NAME_LENGTH = DNS_LABEL_MAX
 """Longest Job name: the Job controller copies it into a pod label value."""
 
-_MAX_SUBDOMAIN_LENGTH = 253
-_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-_LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+# is_dns_label, is_dns_subdomain and is_label_value are sluice.k8s.syntax's, re-exported.
 _LABEL_VALUE_UNSAFE = re.compile(r"[^-A-Za-z0-9_.]")
 
 _HASH_LENGTH = 8
@@ -59,21 +62,6 @@ _PIPELINE_MIN = 16
 """When shortening, the pipeline part is cut down to this before the task part is cut."""
 
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
-
-
-def is_dns_label(s: str) -> bool:
-    """RFC 1123 label as Kubernetes checks it (most object names, task names)."""
-    return len(s) <= MAX_NAME_LENGTH and _DNS_LABEL.fullmatch(s) is not None
-
-
-def is_dns_subdomain(s: str) -> bool:
-    """RFC 1123 subdomain as Kubernetes checks it (Pipeline names may have dots)."""
-    return len(s) <= _MAX_SUBDOMAIN_LENGTH and _DNS_SUBDOMAIN.fullmatch(s) is not None
-
-
-def is_label_value(s: str) -> bool:
-    """Whether Kubernetes accepts ``s`` as a label value (the empty string is valid)."""
-    return len(s) <= MAX_NAME_LENGTH and _LABEL_VALUE.fullmatch(s) is not None
 
 
 def _hash36(data: str, length: int) -> str:

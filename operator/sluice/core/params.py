@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
+from sluice.k8s.syntax import PARAM_NAME_PATTERN
+
 __all__ = [
     "PARAM_REF",
     "MissingParamError",
@@ -19,7 +21,7 @@ __all__ = [
     "undeclared",
 ]
 
-PARAM_REF = re.compile(r"\$\(params\.([A-Za-z_][A-Za-z0-9_.-]*)\)")
+PARAM_REF = re.compile(r"\$\(params\.(" + PARAM_NAME_PATTERN[1:-1] + r")\)")
 """A reference ``$(params.NAME)``; group 1 is NAME."""
 
 

@@ -17,6 +17,9 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
+from typing import Final
+
+from sluice.api import FailureKind
 
 __all__ = [
     "DEADLINE_EXCEEDED",
@@ -24,22 +27,21 @@ __all__ = [
     "FAILED",
     "FAILURE_KINDS",
     "POD_FAILURE",
+    "FailureKind",
     "backoff_seconds",
     "classify_job_failure",
     "exit_code_from_message",
     "is_retryable",
 ]
 
-FAILED = "Failed"
-"""The container exited non-zero."""
-DEADLINE_EXCEEDED = "DeadlineExceeded"
-"""The attempt ran longer than its timeout (the Job's activeDeadlineSeconds)."""
-EVICTED = "Evicted"
-"""The pod was disrupted: eviction, preemption, node loss."""
-POD_FAILURE = "PodFailure"
-"""The Job or pod vanished, or failed without its container's own exit."""
+# The failure kinds are api.FailureKind's (the values of retry.retryOn); these names are
+# its members, kept for readers of this module.
+FAILED: Final = FailureKind.FAILED
+DEADLINE_EXCEEDED: Final = FailureKind.DEADLINE_EXCEEDED
+EVICTED: Final = FailureKind.EVICTED
+POD_FAILURE: Final = FailureKind.POD_FAILURE
 
-FAILURE_KINDS: tuple[str, ...] = (FAILED, DEADLINE_EXCEEDED, EVICTED, POD_FAILURE)
+FAILURE_KINDS: tuple[FailureKind, ...] = tuple(FailureKind)
 
 _EXIT_CODE = re.compile(r"\bexit code (-?\d+)\b", re.IGNORECASE)
 
@@ -83,7 +85,7 @@ def exit_code_from_message(message: str | None) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def classify_job_failure(reason: str | None, message: str | None) -> str:
+def classify_job_failure(reason: str | None, message: str | None) -> FailureKind:
     """Map a Job's ``Failed`` condition (reason, message) to a failure kind.
 
     Anything unrecognised is ``PodFailure``: something other than the user's
@@ -104,6 +106,6 @@ def classify_job_failure(reason: str | None, message: str | None) -> str:
     return POD_FAILURE
 
 
-def is_retryable(kind: str, on: Iterable[str]) -> bool:
+def is_retryable(kind: FailureKind, on: Iterable[FailureKind]) -> bool:
     """Whether a failure of ``kind`` is retried under a policy's ``retry.retryOn``."""
     return kind in set(on)

@@ -1,0 +1,365 @@
+"""The pydantic models of the ``sluice.dev/v1alpha1`` specs (see ``sluice.api``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, Final, Self
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic.alias_generators import to_camel
+
+from sluice.api.constants import MAX_SECONDS
+from sluice.api.core_v1 import EnvFromSource, EnvVar, Resources
+from sluice.api.enums import (
+    FailureKind,
+    FailurePolicy,
+    JobRetention,
+)
+from sluice.k8s.syntax import (
+    DNS_LABEL_MAX,
+    DNS_LABEL_PATTERN,
+    DNS_SUBDOMAIN_MAX,
+    DNS_SUBDOMAIN_PATTERN,
+    IMAGE_MAX,
+    IMAGE_MESSAGE,
+    IMAGE_PATTERN,
+    PARAM_NAME_PATTERN,
+)
+
+__all__ = [
+    "BY_NAME",
+    "MAX_STEPS",
+    "Backoff",
+    "Model",
+    "ParamSpec",
+    "ParamValue",
+    "PipelineSpec",
+    "PipelineTask",
+    "RetryPolicy",
+    "TaskObjectSpec",
+    "TaskRef",
+    "TaskSpec",
+    "dump",
+    "parse_pipeline_spec",
+    "parse_task_spec",
+]
+
+_MAX_IMAGE: Final = IMAGE_MAX
+
+_DnsLabel = Annotated[str, StringConstraints(pattern=DNS_LABEL_PATTERN, max_length=DNS_LABEL_MAX)]
+_DnsSubdomain = Annotated[
+    str, StringConstraints(pattern=DNS_SUBDOMAIN_PATTERN, max_length=DNS_SUBDOMAIN_MAX)
+]
+_ParamName = Annotated[str, StringConstraints(pattern=PARAM_NAME_PATTERN, max_length=253)]
+_FreeForm = dict[str, Any]
+
+# Upper bounds on lists: they keep the API server's CEL cost estimates within budget.
+MAX_STEPS: Final = 1000
+_MAX_PARAMS: Final = 200
+_MAX_ENV: Final = 500
+_MAX_ENV_FROM: Final = 100
+_MAX_ARGS: Final = 1000
+_MAX_CONDITIONS: Final = 32
+
+# A list whose items are unique by `name`: the API server itself rejects duplicates.
+BY_NAME: Final[dict[str, Any]] = {
+    "x-kubernetes-list-type": "map",
+    "x-kubernetes-list-map-keys": ["name"],
+}
+_SET: Final[dict[str, Any]] = {"x-kubernetes-list-type": "set"}
+
+
+class Model(BaseModel):
+    """camelCase on the wire like every Kubernetes API; typos are errors, not silently dropped."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class Backoff(Model):
+    """Growing delays between attempts, so a struggling dependency is not hammered."""
+
+    initial_seconds: int = Field(
+        default=10, ge=0, le=MAX_SECONDS, description="Delay before the first retry, in seconds."
+    )
+    factor: float = Field(
+        default=2.0,
+        ge=1,
+        le=1000,
+        allow_inf_nan=False,
+        description="Multiplier applied to the delay after each retry.",
+    )
+    max_seconds: int = Field(
+        default=600,
+        ge=0,
+        le=MAX_SECONDS,
+        description="Upper bound on the delay between two attempts, in seconds.",
+    )
+
+
+class RetryPolicy(Model):
+    """Which failures are worth another attempt, how many times, and how patiently."""
+
+    limit: int = Field(
+        default=2,
+        ge=0,
+        le=MAX_SECONDS,
+        description="Extra attempts after the first one; 0 disables retries.",
+    )
+    backoff: Backoff = Field(
+        default_factory=Backoff, description="Delay between attempts (exponential, capped)."
+    )
+    # Not `on`: YAML 1.1 parsers (kubectl's go-yaml v2, PyYAML) read an unquoted `on:` key
+    # as the boolean true. Istio's `retries.retryOn` is the precedent for the name.
+    retry_on: list[FailureKind] = Field(
+        default=[
+            FailureKind.FAILED,
+            FailureKind.DEADLINE_EXCEEDED,
+            FailureKind.EVICTED,
+            FailureKind.POD_FAILURE,
+        ],
+        max_length=len(FailureKind),
+        json_schema_extra=_SET,
+        description=(
+            "Which kinds of failure get another attempt: Failed (the container exited "
+            "non-zero), DeadlineExceeded (the attempt timed out), Evicted (the pod was "
+            "evicted, preempted or lost its node), PodFailure (the pod or Job vanished or "
+            "failed for another reason, e.g. it was deleted). Defaults to all kinds; a failure "
+            "of a kind left out fails the task without retrying."
+        ),
+    )
+
+
+class ParamSpec(Model):
+    """A parameter a Task declares, so a Pipeline can reuse it with different inputs."""
+
+    name: _ParamName = Field(
+        description=(
+            "Parameter name, referenced as $(params.NAME) in the task: a letter or '_', then "
+            "letters, digits, '_', '.' or '-'."
+        )
+    )
+    default: str | None = Field(
+        default=None, description="Value used when neither the step nor the pipeline sets one."
+    )
+    description: str | None = Field(
+        default=None, description="What the parameter is for (documentation only)."
+    )
+
+
+class ParamValue(Model):
+    """A value given to a parameter by a Pipeline or one of its steps."""
+
+    name: _ParamName = Field(description="Name of the parameter.")
+    value: str = Field(description="Value of the parameter.")
+
+
+class TaskRef(Model):
+    """Points a step at a reusable Task in the pipeline's namespace."""
+
+    name: _DnsSubdomain = Field(
+        description="Name of a Task in the same namespace as the Pipeline.",
+    )
+
+
+class TaskSpec(Model):
+    """What one task runs: the Job's container plus retry and timeout policy."""
+
+    image: str = Field(
+        min_length=1,
+        max_length=_MAX_IMAGE,
+        description="Container image to run, e.g. busybox:1.36 or ghcr.io/acme/etl@sha256:...",
+    )
+    command: list[str] | None = Field(
+        default=None,
+        max_length=_MAX_ARGS,
+        description="Entrypoint (replaces the image's ENTRYPOINT); may use $(params.X).",
+    )
+    args: list[str] | None = Field(
+        default=None,
+        max_length=_MAX_ARGS,
+        description="Arguments to the entrypoint (replace the image's CMD); may use $(params.X).",
+    )
+    env: list[EnvVar] | None = Field(
+        default=None,
+        max_length=_MAX_ENV,
+        description="Environment variables (Kubernetes EnvVar list); may use $(params.X).",
+    )
+    env_from: list[EnvFromSource] | None = Field(
+        default=None,
+        max_length=_MAX_ENV_FROM,
+        description="Sources of environment variables (Kubernetes EnvFromSource list).",
+    )
+    resources: Resources | None = Field(
+        default=None,
+        description="Compute resources of the container (Kubernetes ResourceRequirements).",
+    )
+    working_dir: str | None = Field(default=None, description="Working directory of the container.")
+    service_account_name: _DnsSubdomain | None = Field(
+        default=None, description="ServiceAccount the task's pods run as."
+    )
+    pod_template: _FreeForm | None = Field(
+        default=None,
+        description=(
+            "Fragment of a PodTemplateSpec merged into the Job's pod: metadata.labels and "
+            "metadata.annotations, and spec fields such as nodeSelector, tolerations, "
+            "volumes and securityContext."
+        ),
+    )
+    retry: RetryPolicy | None = Field(
+        default=None,
+        description="Retry policy for failed attempts; when absent the defaults apply.",
+    )
+    timeout_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_SECONDS,
+        description="Time limit of one attempt, in seconds (the Job's activeDeadlineSeconds).",
+    )
+    params: list[ParamSpec] = Field(
+        default_factory=list,
+        max_length=_MAX_PARAMS,
+        json_schema_extra=BY_NAME,
+        description="Parameters the task accepts.",
+    )
+
+
+class TaskObjectSpec(TaskSpec):
+    """The spec of a Task object: a TaskSpec whose image the API server checks in CEL.
+
+    Only here: for the up to 1000 inline tasks of a Pipeline the regular expression would
+    exceed the API server's CEL cost budget, so there the webhook (and the operator) check
+    the same pattern, with the same message.
+    """
+
+    image: str = Field(
+        min_length=1,
+        max_length=_MAX_IMAGE,
+        description="Container image to run, e.g. busybox:1.36 or ghcr.io/acme/etl@sha256:...",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": f"self.matches(r'{IMAGE_PATTERN}')", "message": IMAGE_MESSAGE}
+            ]
+        },
+    )
+
+
+class PipelineTask(Model):
+    """A step of the pipeline's DAG: a Task (by reference or inline) and its inputs."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.taskRef) != has(self.task)",
+                    "message": "exactly one of taskRef and task must be set",
+                },
+                {
+                    "rule": "!has(self.dependsOn) || !(self.name in self.dependsOn)",
+                    "message": "a task cannot depend on itself",
+                },
+            ]
+        }
+    )
+
+    name: _DnsLabel = Field(
+        description="Name of the step, unique in the pipeline (a DNS label: a-z, 0-9 and '-')."
+    )
+    task_ref: TaskRef | None = Field(
+        default=None, description="Reference to a Task to run; exclusive with task."
+    )
+    task: TaskSpec | None = Field(
+        default=None, description="Inline Task spec to run; exclusive with taskRef."
+    )
+    depends_on: list[_DnsLabel] = Field(
+        default_factory=list,
+        max_length=MAX_STEPS,
+        json_schema_extra=_SET,
+        description="Steps that must succeed before this one starts.",
+    )
+    params: list[ParamValue] = Field(
+        default_factory=list,
+        max_length=_MAX_PARAMS,
+        json_schema_extra=BY_NAME,
+        description="Parameter values for this step; they take precedence over the pipeline's.",
+    )
+    retry: RetryPolicy | None = Field(
+        default=None,
+        description="Retry policy for this step; replaces the Task's retry policy as a whole.",
+    )
+    timeout_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_SECONDS,
+        description="Time limit of one attempt of this step, in seconds; overrides the Task's.",
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one_task(self) -> Self:
+        if (self.task_ref is None) == (self.task is None):
+            raise ValueError(f"task {self.name!r}: exactly one of taskRef and task must be set")
+        return self
+
+
+class PipelineSpec(Model):
+    """The desired DAG and how to run it."""
+
+    tasks: list[PipelineTask] = Field(
+        min_length=1,
+        max_length=MAX_STEPS,
+        json_schema_extra=BY_NAME,
+        description="Steps of the pipeline; dependsOn edges between them form a DAG.",
+    )
+    params: list[ParamValue] = Field(
+        default_factory=list,
+        max_length=_MAX_PARAMS,
+        json_schema_extra=BY_NAME,
+        description="Pipeline parameters, passed down to every step that declares them.",
+    )
+    max_parallel: int | None = Field(
+        default=None,
+        ge=1,
+        description="Maximum number of steps running at once; default unlimited.",
+    )
+    failure_policy: FailurePolicy = Field(
+        default="ContinueIndependent",
+        description=(
+            "What happens when a step fails for good: ContinueIndependent runs the steps that "
+            "do not depend on it; StopAll starts nothing new."
+        ),
+    )
+    timeout_seconds: int | None = Field(
+        default=None, ge=1, le=MAX_SECONDS, description="Time limit of the whole run, in seconds."
+    )
+    suspend: bool = Field(
+        default=False,
+        strict=True,  # not "yes", "1" or "on": the schema says boolean, so does the operator
+        description="Pause the pipeline: no new Jobs are started; running ones finish.",
+    )
+    ttl_seconds_after_finished: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_SECONDS,
+        description="Delete the Jobs of a finished run this many seconds after it finishes.",
+    )
+    job_retention: JobRetention = Field(
+        default="Failed",
+        description=(
+            "Which Jobs the TTL cleanup keeps: Failed (those of failed steps, for debugging), "
+            "All, or None."
+        ),
+    )
+
+
+def parse_task_spec(d: Mapping[str, Any]) -> TaskSpec:
+    """Validate a Task's ``spec``; raises ``pydantic.ValidationError`` naming the bad field."""
+    return TaskSpec.model_validate(dict(d))
+
+
+def parse_pipeline_spec(d: Mapping[str, Any]) -> PipelineSpec:
+    """Validate a Pipeline's ``spec``; raises ``pydantic.ValidationError`` naming the bad field."""
+    return PipelineSpec.model_validate(dict(d))
+
+
+def dump(model: BaseModel) -> dict[str, Any]:
+    """Serialise for the API server: camelCase, unset optionals omitted, RFC 3339 times."""
+    return model.model_dump(by_alias=True, exclude_none=True, mode="json")

@@ -1,0 +1,139 @@
+"""The stages of a reconcile that read the attempts: fold in the Jobs, reopen fixed steps.
+
+Part of ``sluice.core.stages`` (which re-exports them); the same conventions hold: each
+stage works on the Decision ``d`` and says what it reads and writes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+
+from sluice.api import FailureKind, PipelineSpec, RetryPolicy, TaskStatus
+from sluice.core import retry
+from sluice.core.decision import Decision
+from sluice.core.jobspec import ResolvedStep
+from sluice.core.observe import JobView
+from sluice.core.phases import T
+
+__all__ = ["fold_jobs", "reopen_fixed"]
+
+_T = T
+
+
+# ---------------------------------------------------------------------- fold in the Jobs
+
+
+def fold_jobs(d: Decision, step_names: Sequence[str], run_jobs: Sequence[JobView]) -> None:
+    """Bring every step's status up to date with its Jobs of the current run.
+
+    Reads the Jobs of the run and the retry policies; writes the steps' statuses,
+    Retrying/Failed Events and the transitions.
+    """
+    by_step: dict[str, list[JobView]] = {}
+    for v in run_jobs:
+        by_step.setdefault(v.step, []).append(v)
+    for name in step_names:
+        _fold_step(d, d.step(name), by_step.get(name, []))
+
+
+def _fold_step(d: Decision, ts: TaskStatus, jobs: list[JobView]) -> None:
+    latest = max(jobs, key=lambda v: v.attempt, default=None)
+    if latest is not None and latest.attempt > ts.attempts:
+        # A Job we created but never recorded (crash between create and status).
+        ts.attempts = latest.attempt
+        ts.job = latest.name
+        ts.spec_hash = latest.spec_hash
+        ts.retry_base = latest.retry_base
+        ts.started_at = ts.started_at or latest.created_at or d.now
+        ts.finished_at = None
+        ts.next_retry_at = None
+        ts.reason = ts.message = None
+        d.move(ts, _T.RUNNING)
+    if ts.phase != _T.RUNNING:
+        return
+    current = next((v for v in jobs if v.attempt == ts.attempts), None)
+    if current is None:
+        # Recorded as running, but its Job is gone: someone deleted it.
+        message = f"Job {ts.job} was deleted while running"
+        _attempt_failed(d, ts, "JobDeleted", message, FailureKind.POD_FAILURE, d.now)
+    elif current.state == "Succeeded":
+        ts.finished_at = current.finished_at or d.now
+        ts.reason, ts.message = "Completed", None
+        ts.next_retry_at = None
+        d.move(ts, _T.SUCCEEDED)
+    elif current.state == "Failed":
+        kind = retry.classify_job_failure(current.reason, current.message)
+        reason, message = current.reason or "Failed", current.message or ""
+        _attempt_failed(d, ts, reason, message, kind, current.finished_at or d.now)
+
+
+def _attempt_failed(
+    d: Decision, ts: TaskStatus, reason: str, message: str, kind: FailureKind, when: datetime
+) -> None:
+    ts.reason, ts.message = reason, message
+    ts.finished_at = when
+    # A step whose Task has gone missing keeps the default policy.
+    policy = d.retry_policies.get(ts.name) or RetryPolicy()
+    limit = policy.limit
+    used = ts.attempts - ts.retry_base
+    retryable = retry.is_retryable(kind, policy.retry_on)
+    detail = f": {message}" if message else ""
+    if retryable and used <= limit:
+        b = policy.backoff
+        delay = retry.backoff_seconds(b.initial_seconds, b.factor, b.max_seconds, used)
+        ts.next_retry_at = when + timedelta(seconds=math.ceil(delay))
+        d.move(ts, _T.RETRYING, kind)
+        d.event(
+            "Warning",
+            "TaskRetrying",
+            f'Task "{ts.name}" attempt {ts.attempts} failed ({reason}{detail}); '
+            f"retry {used} of {limit} in {delay:.0f}s.",
+        )
+    else:
+        ts.next_retry_at = None
+        d.move(ts, _T.FAILED, kind)
+        why = "not retryable" if not retryable else f"{used} attempt(s), retry limit {limit}"
+        d.event("Warning", "TaskFailed", f'Task "{ts.name}" failed: {reason}{detail} ({why}).')
+
+
+# ---------------------------------------------------------------------- reopen fixed steps
+
+
+def reopen_fixed(
+    d: Decision,
+    spec: PipelineSpec,
+    resolved: Mapping[str, ResolvedStep],
+    retry_token: str | None,
+    terminal: bool,
+) -> None:
+    """Failed steps get a fresh budget on a retry request or when their definition changed.
+
+    Reads the retry annotation, ``handledRetry``, the steps' spec hashes and the resolved
+    steps. Writes the reopened steps (Pending), Events and ``handledRetry``.
+    """
+    st = d.status
+    retry_requested = retry_token is not None and retry_token != st.handled_retry
+    if not terminal:
+        for step in spec.tasks:
+            ts = d.step(step.name)
+            res = resolved.get(step.name)
+            if ts.phase != _T.FAILED or res is None:
+                continue
+            if retry_requested:
+                _reopen(d, ts, "RetryRequested", f'task "{ts.name}" retried on request')
+            elif ts.spec_hash is not None and res.spec_hash != ts.spec_hash:
+                message = f'task "{ts.name}" changed since it failed: retrying with a fresh budget'
+                _reopen(d, ts, "DefinitionChanged", message)
+    if retry_token is not None:
+        st.handled_retry = retry_token
+
+
+def _reopen(d: Decision, ts: TaskStatus, reason: str, message: str) -> None:
+    ts.retry_base = ts.attempts
+    ts.finished_at = None
+    ts.next_retry_at = None
+    ts.reason, ts.message = reason, message
+    d.move(ts, _T.PENDING)
+    d.event("Normal", reason, message[0].upper() + message[1:] + ".")

@@ -1,0 +1,66 @@
+"""The working state of one reconcile: the status being built and the plan.
+
+A :class:`Decision` is made afresh by every reconcile from a freshly parsed status (no
+part shared with the caller's input) and changed in place by the stages of
+``sluice.core.stages``; nothing outside one reconcile ever sees it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from sluice.api import FailureKind, PipelineStatus, RetryPolicy, TaskPhase, TaskStatus
+from sluice.core.plan import Event, Plan, TaskTransition
+
+__all__ = ["Decision"]
+
+_TIMED = frozenset({TaskPhase.SUCCEEDED, TaskPhase.FAILED, TaskPhase.RETRYING})
+"""Phases whose transition carries the attempt's duration (for the metrics)."""
+
+
+class Decision:
+    """Mutable state of one reconcile: the pipeline status, the steps' statuses, the plan."""
+
+    def __init__(self, status: PipelineStatus, now: datetime) -> None:
+        self.status = status
+        self.now = now
+        self.plan = Plan()
+        self.steps: dict[str, TaskStatus] = {t.name: t for t in status.tasks}
+        """Step name -> its status; written back to ``status.tasks`` at the end."""
+        self.retry_policies: dict[str, RetryPolicy] = {}
+
+    def step(self, name: str) -> TaskStatus:
+        """The status of step ``name``, created (Pending) when it has none yet."""
+        ts = self.steps.get(name)
+        if ts is None:
+            ts = TaskStatus(name=name)
+            self.steps[name] = ts
+        return ts
+
+    def phase(self, name: str) -> TaskPhase:
+        return self.step(name).phase
+
+    def move(self, ts: TaskStatus, new: TaskPhase, failure_kind: FailureKind | None = None) -> None:
+        """Set a step's phase, recording the transition for the metrics."""
+        old = ts.phase
+        if old == new:
+            return
+        duration = None
+        if new in _TIMED and ts.started_at and ts.finished_at:
+            duration = (ts.finished_at - ts.started_at).total_seconds()
+        ts.phase = new
+        self.plan.transitions.append(
+            TaskTransition(ts.name, old, new, ts.attempts, failure_kind, duration)
+        )
+
+    def event(self, type_: Literal["Normal", "Warning"], reason: str, message: str) -> None:
+        self.plan.events.append(Event(type_, reason, message))
+
+    def due_in(self, when: datetime | None) -> None:
+        """Ask to be called again by ``when`` (the earliest of all such times wins)."""
+        if when is None:
+            return
+        seconds = max((when - self.now).total_seconds(), 0.0)
+        current = self.plan.requeue_after
+        self.plan.requeue_after = seconds if current is None else min(current, seconds)

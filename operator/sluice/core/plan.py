@@ -1,0 +1,44 @@
+"""What a reconcile decides: the :class:`Plan` the shell carries out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sluice.api import FailureKind, TaskPhase
+
+__all__ = ["Event", "Plan", "TaskTransition"]
+
+
+@dataclass(frozen=True)
+class Event:
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class TaskTransition:
+    """A step's phase change, for metrics: the shell counts and times these."""
+
+    task: str
+    """The step's name."""
+    old: TaskPhase
+    new: TaskPhase
+    attempt: int
+    failure_kind: FailureKind | None = None
+    duration_s: float | None = None
+
+
+@dataclass
+class Plan:
+    create: list[dict[str, Any]] = field(default_factory=list)
+    delete: list[str] = field(default_factory=list)
+    status: dict[str, Any] | None = None
+    """A merge patch to the status subresource when it changed, else None."""
+    events: list[Event] = field(default_factory=list)
+    requeue_after: float | None = None
+    """Seconds until something is due (a backoff, a timeout, a TTL), if anything."""
+    transitions: list[TaskTransition] = field(default_factory=list)
+    run_finished: str | None = None
+    """The result ("Succeeded", "Failed", "Degraded") when the run reached it now."""
