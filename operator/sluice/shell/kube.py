@@ -15,9 +15,11 @@ included): kopf logs in from that same configuration (sluice.shell.handlers).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import ssl
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -34,6 +36,9 @@ __all__ = ["ApiError", "Kube", "load_config"]
 log = logging.getLogger(__name__)
 
 _TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=10)
+_AUTH_REFRESH = 30.0
+"""Seconds between two reads of the credentials (projected service-account tokens
+rotate long before they expire, exec-plugin tokens say when they expire)."""
 
 
 def load_config() -> client.Configuration:
@@ -92,6 +97,8 @@ class Kube:
         self._ssl: ssl.SSLContext | None = (
             _ssl_context(cfg) if self.base.startswith("https") else None
         )
+        self._auth: dict[str, str] | None = None
+        self._auth_at = 0.0
         self._session: aiohttp.ClientSession | None = None
         self._watch_session: aiohttp.ClientSession | None = None
 
@@ -122,7 +129,7 @@ class Kube:
                 await session.close()
         self._session = self._watch_session = None
 
-    def _auth_headers(self) -> dict[str, str]:
+    def _read_auth(self) -> dict[str, str]:
         # Calls the configuration's refresh hook: rotated service-account tokens
         # and expiring exec-plugin tokens are re-read as the official client would.
         token = self.cfg.get_api_key_with_prefix("BearerToken", alias="authorization")
@@ -133,6 +140,15 @@ class Kube:
             return {"Authorization": basic} if basic else {}
         return {}
 
+    async def _auth_headers(self) -> dict[str, str]:
+        """The credentials, read again every `_AUTH_REFRESH` seconds in a thread: the
+        refresh hook may read a file or run an exec plugin, never on the event loop."""
+        now = time.monotonic()
+        if self._auth is None or now - self._auth_at >= _AUTH_REFRESH:
+            self._auth = await asyncio.to_thread(self._read_auth)
+            self._auth_at = now
+        return dict(self._auth)
+
     async def _request(
         self,
         method: str,
@@ -142,7 +158,7 @@ class Kube:
         params: dict[str, str] | None = None,
         decode: bool = True,
     ) -> dict[str, Any]:
-        headers = self._auth_headers()
+        headers = await self._auth_headers()
         data = None
         if body is not None:
             headers["Content-Type"] = content_type
@@ -194,7 +210,7 @@ class Kube:
         async with self._get_watch_session().get(
             f"{self.base}/apis/batch/v1/namespaces/{quote(namespace)}/jobs",
             params=params,
-            headers=self._auth_headers(),
+            headers=await self._auth_headers(),
             timeout=timeout,
             proxy=self.cfg.proxy or None,
             server_hostname=self.cfg.tls_server_name or None,
