@@ -1,21 +1,21 @@
-"""`sluice run`: parse flags, configure logging and metrics, start the operator."""
+"""`sluice run`: parse the flags into one `Settings`, configure logging, start the app.
+
+The flags, their names, defaults and meanings are a contract (tests/unit/test_cli.py);
+their defaults are `Settings`' own.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import logging
 import sys
-import threading
 from collections.abc import Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from sluice.shell.admission import Admission
-    from sluice.shell.leader import LeaderElector
+from sluice.settings import ENV_STATUS_INTERVAL, Settings
+
+D = Settings()  # the defaults
 
 __all__ = ["main"]
 
@@ -43,20 +43,22 @@ def _parser() -> argparse.ArgumentParser:
     scope.add_argument(
         "--all-namespaces", "-A", action="store_true", help="watch every namespace (the default)"
     )
-    run.add_argument("--metrics-port", type=int, default=9090, help="Prometheus /metrics port")
     run.add_argument(
-        "--metrics-address", default="0.0.0.0", help="address the metrics server binds"
+        "--metrics-port", type=int, default=D.metrics_port, help="Prometheus /metrics port"
+    )
+    run.add_argument(
+        "--metrics-address", default=D.metrics_address, help="address the metrics server binds"
     )
     run.add_argument(
         "--health-port",
         type=int,
-        default=8080,
+        default=D.health_port,
         help="liveness endpoint port (/healthz); 0 disables it",
     )
     run.add_argument(
         "--watch-timeout",
         type=float,
-        default=70.0,
+        default=D.watch_timeout,
         help="seconds without any event or bookmark after which a watch is deemed dead "
         "and reconnected (the API server sends bookmarks about every 60 s)",
     )
@@ -65,22 +67,24 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         metavar="SECONDS",
-        help="least time between two progress writes of one pipeline's status (default 1; "
-        "env SLUICE_STATUS_INTERVAL); phase changes, failures and the end are written at once",
+        help="least time between two progress writes of one pipeline's status (default "
+        f"{D.status_interval:g}; env {ENV_STATUS_INTERVAL}); phase changes, failures and "
+        "the end are written at once",
     )
     run.add_argument(
         "--status-writers",
         type=_positive_int,
-        default=4,
+        default=D.status_writers,
         metavar="N",
-        help="status writes and Events in flight at once, all pipelines together (default 4); "
+        help="status writes and Events in flight at once, all pipelines together "
+        f"(default {D.status_writers}); "
         "a pipeline's writes coalesce while they wait, so under load fewer writers leave "
         "more of the API server to starting Jobs",
     )
     run.add_argument(
         "--leader-elect",
         action=argparse.BooleanOptionalAction,
-        default=True,
+        default=D.leader_elect,
         help="act only while holding a coordination.k8s.io Lease (one leader per set of "
         "watched namespaces); --no-leader-elect for a single replica you fully trust",
     )
@@ -97,13 +101,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--lease-duration",
         type=float,
-        default=15.0,
+        default=D.lease_duration,
         help="seconds a leader's Lease lasts without renewal (failover time after a crash)",
     )
     run.add_argument(
         "--admission",
         choices=["off", "local", "cluster"],
-        default="off",
+        default=D.admission,
         help="validating admission webhook: off (default; the operator still fails invalid "
         "pipelines), local (serve on 127.0.0.1 with a generated CA and register a "
         "ValidatingWebhookConfiguration for the watched namespaces, removed on exit), "
@@ -140,7 +144,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--log-level",
-        default="INFO",
+        default=D.log_level,
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
     )
     return p
@@ -149,15 +153,17 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if (
-        args.command == "run"
-        and args.admission == "cluster"
-        and (args.webhook_cert_file is None or args.webhook_key_file is None)
+    if args.command != "run":
+        return 2
+    if args.admission == "cluster" and (
+        args.webhook_cert_file is None or args.webhook_key_file is None
     ):
         parser.error("--admission cluster needs --webhook-cert-file and --webhook-key-file")
-    if args.command == "run":
-        return _run(args)
-    return 2
+    try:
+        settings = Settings.build(vars(args))
+    except ValueError as e:
+        parser.error(str(e))
+    return _run(settings)
 
 
 def _tune_gc() -> None:
@@ -176,124 +182,17 @@ def _tune_gc() -> None:
     gc.set_threshold(20_000, 10, 10)
 
 
-def _run(args: argparse.Namespace) -> int:
-    import kopf
-    from prometheus_client import start_http_server
-
-    from sluice.metrics import Metrics
-    from sluice.shell import handlers  # noqa: F401  (registers the kopf handlers)
-
+def _run(settings: Settings) -> int:
     logging.basicConfig(
-        level=getattr(logging, args.log_level),
+        level=getattr(logging, settings.log_level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
-    if args.log_level != "DEBUG":
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # a line per request
+    if settings.log_level != "DEBUG":
         logging.getLogger("kopf").setLevel(logging.WARNING)
-    metrics = Metrics()
-    if args.metrics_port:
-        start_http_server(args.metrics_port, addr=args.metrics_address)
-    liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
-    namespaces = args.namespaces or []
-    # Before the Lease: a standby replica answers admission reviews too (no leadership
-    # needed to validate), so the webhook Service never routes to a silent replica.
-    webhook = _admission(args, namespaces)
-    elector = None
-    if args.leader_elect:
-        # A replica waiting for the Lease is healthy: answer the liveness probe
-        # until kopf's own endpoint takes the port over, or Kubernetes would
-        # restart every standby replica when its startup probe runs out.
-        standby = _standby_health(args.health_port) if args.health_port else None
-        try:
-            elector = _elect(args, namespaces)
-        finally:
-            if standby is not None:
-                standby.shutdown()
-                standby.server_close()
-    _tune_gc()
-    try:
-        asyncio.run(
-            kopf.operator(
-                clusterwide=not namespaces,
-                namespaces=namespaces,
-                standalone=True,  # one actor is guaranteed by the Lease, not kopf peering
-                memo=kopf.Memo(
-                    metrics=metrics,
-                    elector=elector,
-                    namespace_globs=any(c in ns for ns in namespaces for c in "*?!,"),
-                    watch_timeout=args.watch_timeout,
-                    status_interval=args.status_interval,
-                    status_writers=args.status_writers,
-                ),
-                liveness_endpoint=liveness,
-            )
-        )
-    finally:
-        if webhook is not None:
-            webhook.close()
-        if elector is not None:
-            elector.release()
-    return 0
+    from sluice.app import run
 
-
-def _admission(args: argparse.Namespace, namespaces: list[str]) -> Admission | None:
-    """Start serving the validating webhook in its own thread (--admission)."""
-    from sluice.shell.admission import AdmissionConfig, start
-
-    return start(
-        AdmissionConfig(
-            mode=args.admission,
-            namespaces=namespaces,
-            port=args.webhook_port,
-            address=args.webhook_address,
-            cert_file=args.webhook_cert_file,
-            key_file=args.webhook_key_file,
-            ca_file=args.webhook_ca_file,
-        )
-    )
-
-
-def _standby_health(port: int) -> ThreadingHTTPServer:
-    """Serve 200 on /healthz (the path kopf serves later) while this replica waits."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            ok = self.path.split("?")[0] == "/healthz"
-            body = b'{"standby": "waiting for the leader election Lease"}' if ok else b""
-            self.send_response(200 if ok else 404)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass  # probes every few seconds: not worth a log line each
-
-    server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
-    threading.Thread(target=server.serve_forever, name="standby-health", daemon=True).start()
-    return server
-
-
-def _elect(args: argparse.Namespace, namespaces: list[str]) -> LeaderElector:
-    """Wait until this process leads; it stops acting whenever it stops leading."""
-    from sluice.shell.kube import load_client
-    from sluice.shell.leader import (
-        LeaderElector,
-        default_lease_name,
-        default_lease_namespace,
-        new_identity,
-    )
-
-    elector = LeaderElector(
-        load_client(pool_size=2),
-        namespace=args.leader_election_namespace or default_lease_namespace(),
-        name=args.leader_election_id or default_lease_name(namespaces),
-        identity=new_identity(),
-        lease_duration=args.lease_duration,
-        renew_deadline=args.lease_duration * 2 / 3,
-        retry_period=max(args.lease_duration / 7.5, 0.2),
-    )
-    elector.acquire()
-    return elector
+    return run(settings, before_loop=_tune_gc)

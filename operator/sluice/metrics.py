@@ -3,7 +3,8 @@
 Label cardinality is bounded: namespaces and results, never run numbers or Job
 names. The one per-pipeline series is ``sluice_pipeline_degraded``, which the
 spec asks for so an alert can name the pipeline; it is removed when the
-pipeline is deleted.
+pipeline is deleted. It and ``sluice_pipelines`` are exported by the leader
+only (``sluice_leader`` is 1 there, 0 on a standby): see sluice.shell.recorder.
 """
 
 from __future__ import annotations
@@ -100,6 +101,24 @@ class Metrics:
             "included: when it is most of sluice_handoff_latency_seconds, hand-offs wait "
             "for the API server, not for the operator's decisions.",
             buckets=HANDOFF_BUCKETS,
+            registry=r,
+        )
+        self.reconcile_skipped = Counter(
+            "sluice_reconcile_skipped_total",
+            "Wake-ups of a pipeline's worker whose inputs were unchanged since its last "
+            "reconcile (its own status write or Job creation coming back): no reconcile ran.",
+            registry=r,
+        )
+        self.job_relists = Counter(
+            "sluice_job_relists_total",
+            "Complete lists of a namespace's Jobs: one per namespace at start, then one "
+            "after each watch that was too old to resume (410 Gone).",
+            registry=r,
+        )
+        self.leader = Gauge(
+            "sluice_leader",
+            "1 while this replica holds the leader election Lease (and so acts and exports "
+            "the per-pipeline and phase gauges), else 0.",
             registry=r,
         )
         self.jobs_created = Counter(

@@ -9,14 +9,13 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from kubernetes import client
 
-from support.cluster import CLUSTER_SCRIPT, Cluster
+from support.cluster import CLUSTER_SCRIPT
 from support.operator import OperatorProcess
 from support.pipelines import Sluice, sim
 from support.wait import wait_for
@@ -28,32 +27,6 @@ BUSYBOX = "busybox:1.36"
 
 def inline(name: str, *deps: str, **task: Any) -> dict[str, Any]:
     return {"name": name, "dependsOn": list(deps), "task": {"image": BUSYBOX, **task}}
-
-
-@pytest.fixture
-def fault_ns(crds: None, make_namespace: Callable[[str], str]) -> str:
-    return make_namespace("fault-")
-
-
-@pytest.fixture
-def start_operator(
-    cluster: Cluster, fault_ns: str, tmp_path: Path
-) -> Iterator[Callable[..., OperatorProcess]]:
-    started: list[OperatorProcess] = []
-
-    def start(*extra: str, namespaces: list[str] | None = None) -> OperatorProcess:
-        op = OperatorProcess(
-            cluster.kubeconfig,
-            tmp_path / f"operator-{len(started)}.log",
-            namespaces=namespaces or [fault_ns],
-            extra_args=list(extra),
-        )
-        started.append(op)
-        return op.start()
-
-    yield start
-    for op in started:
-        op.stop()
 
 
 def _restart(component: str) -> float:

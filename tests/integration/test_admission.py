@@ -7,6 +7,7 @@ each operator removes it when it stops.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -579,3 +580,38 @@ def test_a_standby_replica_answers_reviews_as_well_as_the_leader(
         api.delete_validating_webhook_configuration(name)
         standby.stop()
         leader.stop()
+
+
+def test_a_standby_stopped_cleanly_removes_its_local_registration(
+    cluster: Cluster,
+    crds: None,
+    api_client: client.ApiClient,
+    namespaces: Callable[[str], str],
+    tmp_path: Path,
+) -> None:
+    # Issue 19, item 9: a replica with --admission local that is still waiting for the
+    # Lease when it gets SIGTERM must not leave its webhook configuration behind.
+    ns = namespaces("adm-standby")
+    leader = OperatorProcess(cluster.kubeconfig, tmp_path / "leader.log", namespaces=[ns]).start()
+    standby = OperatorProcess(
+        cluster.kubeconfig,
+        tmp_path / "standby.log",
+        namespaces=[ns],
+        extra_args=["--admission", "local"],
+    )
+    try:
+        wait_for(lambda: "leading" in leader.log() or None, timeout=30, what="a leader")
+        standby.start()
+        wait_for(lambda: registration(api_client, [ns]), timeout=30, what="the registration")
+        wait_webhook_answers(cluster, ns)  # a standby serves the webhook too
+        assert "leading (lease" not in standby.log()
+        standby.stop()
+        assert standby.proc is not None and standby.proc.returncode == 0, standby.log()
+        assert registration(api_client, [ns]) is None, standby.log()
+    finally:
+        standby.stop()
+        leader.stop()
+        with contextlib.suppress(client.ApiException):
+            client.AdmissionregistrationV1Api(api_client).delete_validating_webhook_configuration(
+                admission.local_configuration_name([ns])
+            )

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import kopf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -95,9 +94,13 @@ def test_reconcile_decides_nothing_new_right_after_its_plan_is_applied(
 
 
 def test_sluice_registers_no_kopf_change_handlers_daemons_or_timers() -> None:
-    import sluice.shell.handlers  # noqa: F401  (registers the handlers)
+    from kubernetes.client import Configuration
+    from prometheus_client import CollectorRegistry
 
-    registry = kopf.get_default_registry()
+    from sluice.app import App
+    from sluice.settings import Settings
+
+    registry = App(Settings(), CollectorRegistry(), Configuration()).kopf_registry
     assert registry._changing.get_all_handlers() == []
     assert registry._spawning.get_all_handlers() == []
     assert registry._watching.get_all_handlers()  # the event handlers are there

@@ -1,6 +1,7 @@
 """The operator's own Job watch (sluice.shell.jobs), which replaced kopf's Job
 index for speed (bench/README.md): listed before anything is decided, kept
-up to date by the watch, relisted after a 410 without ever being empty."""
+up to date by the watch, relisted after a 410 without ever being empty, each
+Job read once at ingest into the reconciler's own view (JobView)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from sluice.core.reconcile import observe_job
 from sluice.shell.jobs import SELECTOR, JobIndex
 from sluice.shell.kube import ApiError
 
@@ -23,6 +25,7 @@ def job(name: str, pipeline: str = "p", ns: str = "ns", complete: bool = False) 
             "resourceVersion": "1",
             "labels": {"sluice.dev/run": "1", "sluice.dev/attempt": "1", "other": "x"},
             "annotations": {"sluice.dev/pipeline-name": pipeline, "sluice.dev/task-name": name},
+            "ownerReferences": [{"uid": f"uid-{pipeline}"}],
             "managedFields": [{"manager": "big"}],
         },
         "spec": {"template": {}},
@@ -90,14 +93,15 @@ def test_lists_every_page_before_it_says_synced_then_follows_the_watch() -> None
         synced = index.synced("ns")
         await asyncio.wait_for(synced.wait(), 1)
         await _settle()
-        names = sorted(j["metadata"]["name"] for j in index.jobs("ns", "p"))
+        names = sorted(j.name for j in index.jobs("ns", "p"))
         assert names == ["a", "c"]
-        assert [j["metadata"]["name"] for j in index.jobs("ns", "q")] == ["x"]
+        assert [j.name for j in index.jobs("ns", "q")] == ["x"]
+        assert [j.name for j in index.jobs("ns", "q", owner="uid-q")] == ["x"]
+        assert index.jobs("ns", "q", owner="uid-p") == []  # same name, another Pipeline
         assert (("ns", "p"), True) in changes  # a completed: the hand-off wake-up
         assert kube.selectors == {SELECTOR}
-        a = next(j for j in index.jobs("ns", "p") if j["metadata"]["name"] == "a")
-        assert "managedFields" not in a["metadata"] and "spec" not in a
-        assert a["metadata"]["labels"] == {"sluice.dev/run": "1", "sluice.dev/attempt": "1"}
+        a = next(j for j in index.jobs("ns", "p") if j.name == "a")
+        assert a == observe_job(job("a", complete=True))  # the reconciler's own view
         index.release("ns")
         assert index.jobs("ns", "p") == []
         await index.stop()
@@ -117,8 +121,8 @@ def test_a_gone_watch_relists_and_swaps_the_records_at_once() -> None:
         await _settle()
         assert kube.lists == 2
         (b,) = index.jobs("ns", "p")
-        assert b["metadata"]["name"] == "b"
-        assert b["status"]["conditions"][0]["type"] == "Complete"
+        assert b.name == "b"
+        assert b.state == "Succeeded"
         await index.stop()
 
     asyncio.run(scenario())
@@ -137,7 +141,7 @@ def test_a_broken_watch_resumes_without_listing_again(error: Exception) -> None:
             if len(index.jobs("ns", "p")) == 2:
                 break
             await asyncio.sleep(0.05)
-        assert sorted(j["metadata"]["name"] for j in index.jobs("ns", "p")) == ["a", "b"]
+        assert sorted(j.name for j in index.jobs("ns", "p")) == ["a", "b"]
         assert kube.lists == 1
         await index.stop()
 

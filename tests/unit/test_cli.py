@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import kopf
 import pytest
 
 from sluice.cli import _parser
-from sluice.shell.handlers import _status_interval
+from sluice.settings import Settings
 
 
 def test_run_defaults() -> None:
@@ -60,12 +59,24 @@ def test_namespace_and_all_namespaces_exclude_each_other() -> None:
         _parser().parse_args(["run", "-n", "a", "--all-namespaces"])
 
 
-def test_status_interval_flag_beats_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SLUICE_STATUS_INTERVAL", "5")
-    assert _status_interval(kopf.Memo(status_interval=0.0)) == 0.0
-    assert _status_interval(kopf.Memo(status_interval=None)) == 5.0
-    monkeypatch.delenv("SLUICE_STATUS_INTERVAL")
-    assert _status_interval(kopf.Memo()) == 1.0
+def test_status_interval_flag_beats_env() -> None:
+    env = {"SLUICE_STATUS_INTERVAL": "5"}
+    assert Settings.build({"status_interval": 0.0}, env).status_interval == 0.0
+    assert Settings.build({"status_interval": None}, env).status_interval == 5.0
+    assert Settings.build({}, {}).status_interval == 1.0
+    assert Settings.build({"status_interval": -3}, {}).status_interval == 0.0
+
+
+def test_settings_are_the_flags_then_the_environment_then_the_defaults() -> None:
+    args = vars(_parser().parse_args(["run", "-n", "a", "--lease-duration", "6"]))
+    settings = Settings.build(args, {})
+    assert settings.namespaces == ("a",)
+    assert settings.lease_duration == 6.0
+    assert settings.renew_deadline == 4.0
+    assert settings.leader_election_namespace is None
+    # Every default of `sluice run` is the Settings' own.
+    defaults = Settings.build(vars(_parser().parse_args(["run"])), {})
+    assert defaults == Settings()
 
 
 def test_gc_is_tuned_for_the_event_loop() -> None:

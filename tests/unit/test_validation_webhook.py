@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sluice.shell import admission
 from sluice.shell.admission import (
     AdmissionConfig,
-    build,
+    install,
     local_configuration_name,
     make_certificates,
     namespace_selector,
@@ -155,30 +155,14 @@ def test_when_the_tasks_cannot_be_listed_task_refs_are_not_judged() -> None:
     assert warnings == []
 
 
-def test_the_task_lookup_lists_the_namespace_and_reads_failure_as_unknown() -> None:
-    class Response:
-        data = b'{"items": [{"metadata": {"name": "t"}, "spec": {"image": "x"}}]}'
+def test_the_task_lookup_is_the_operators_task_index_and_unknown_before_it_exists() -> None:
+    from sluice.shell.handlers import TaskIndex
 
-    class Custom:
-        def __init__(self, fail: bool) -> None:
-            self.fail = fail
-
-        def list_namespaced_custom_object(self, *args: Any, **kwargs: Any) -> Response:
-            assert args == ("sluice.dev", "v1alpha1", "ns", "tasks")
-            if self.fail:
-                raise OSError("connection refused")
-            return Response()
-
-    original = admission.client.CustomObjectsApi
-    try:
-        admission.client.CustomObjectsApi = lambda api: Custom(fail=False)  # type: ignore[assignment,misc]
-        assert admission.tasks_from_api(None)("ns") == {  # type: ignore[arg-type]
-            "t": {"metadata": {"name": "t"}, "spec": {"image": "x"}}
-        }
-        admission.client.CustomObjectsApi = lambda api: Custom(fail=True)  # type: ignore[assignment,misc]
-        assert admission.tasks_from_api(None)("ns") is None  # type: ignore[arg-type]
-    finally:
-        admission.client.CustomObjectsApi = original  # type: ignore[misc]
+    index = TaskIndex()
+    assert index.known("ns") is None  # before kopf's startup: taskRefs are not judged
+    index.bind({"ns": [{"name": "t", "spec": {"image": "x"}}]})  # type: ignore[arg-type]
+    assert index.known("ns") == {"t": {"name": "t", "spec": {"image": "x"}}}
+    assert index.known("other") == {}
 
 
 @pytest.mark.parametrize(
@@ -251,35 +235,36 @@ def test_generated_certificates_chain_to_the_ca_and_name_the_loopback(tmp_path: 
 # --- install ---------------------------------------------------------------------------
 
 
-def test_off_builds_nothing() -> None:
-    assert build(AdmissionConfig("off"), api=object()) is None  # type: ignore[arg-type]
+def _install(config: AdmissionConfig) -> tuple[Any, kopf.OperatorRegistry, kopf.OperatorSettings]:
+    registry, settings = kopf.OperatorRegistry(), kopf.OperatorSettings()
+    return install(config, registry, settings, kube=None), registry, settings
 
 
-def test_cluster_mode_builds_its_own_kopf_instance_on_the_given_files(tmp_path: Path) -> None:
+def test_off_installs_nothing() -> None:
+    webhook, registry, settings = _install(AdmissionConfig("off"))
+    assert webhook is None and settings.admission.server is None
+    assert registry._webhooks.get_all_handlers() == []
+
+
+def test_cluster_mode_serves_from_the_operators_kopf_on_the_given_files(tmp_path: Path) -> None:
     files = make_certificates(tmp_path)
-    result = build(
-        AdmissionConfig("cluster", namespaces=["a"], cert_file=files.cert, key_file=files.key),
-        api=object(),  # type: ignore[arg-type]
+    result, registry, settings = _install(
+        AdmissionConfig("cluster", namespaces=["a"], cert_file=files.cert, key_file=files.key)
     )
 
     assert result is not None and result.registrar is None
-    ids = sorted(h.id for h in result.registry._webhooks.get_all_handlers())
+    ids = sorted(h.id for h in registry._webhooks.get_all_handlers())
     assert ids == ["validate-pipeline", "validate-task"]
-    # Nothing else: it watches nothing and acts on nothing.
-    assert result.registry._watching.get_all_handlers() == []
-    assert result.registry._indexing.get_all_handlers() == []
-    assert [h.id for h in result.registry._activities.get_all_handlers()] == ["login_via_client"]
     assert kopf.get_default_registry()._webhooks.get_all_handlers() == []
-    server = result.settings.admission.server
-    assert isinstance(server, kopf.WebhookServer)
+    server = settings.admission.server
+    assert isinstance(server, kopf.WebhookServer) and server is result.server
     assert (server.addr, server.port) == ("0.0.0.0", admission.CLUSTER_PORT)
-    assert result.settings.admission.managed is None
-    assert result.settings.scanning.disabled
+    assert settings.admission.managed is None
 
 
 def test_cluster_mode_needs_the_certificate_files() -> None:
     with pytest.raises(ValueError, match="--webhook-cert-file"):
-        build(AdmissionConfig("cluster"), api=object())  # type: ignore[arg-type]
+        _install(AdmissionConfig("cluster"))
 
 
 def test_sluice_run_refuses_cluster_mode_without_certificate_files(

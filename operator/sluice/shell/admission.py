@@ -2,13 +2,14 @@
 
 The checks are ``sluice.core.validation``'s; this module only serves them. kopf's
 ``@kopf.on.validate`` handlers answer the API server's AdmissionReviews, on a
-``kopf.WebhookServer``, in a kopf instance of their own (own registry, own thread)
-that starts before leader election: every replica answers reviews, a standby one as
-well as the leader, since validating needs no leadership. So a Service in front of
-several replicas (readiness: the webhook port) never routes a review to a replica
-that does not listen, and a rolling update never waits for a standby to lead. The
-Tasks a Pipeline refers to are listed from the API server per review (only for
-Pipelines with a ``taskRef``). ``sluice run --admission MODE`` picks how it is reached:
+``kopf.WebhookServer``, in the operator's one kopf instance (same registry, same
+event loop). Every replica answers reviews, a standby one as well as the leader,
+since validating needs no leadership (only the controller waits for the Lease). So
+a Service in front of several replicas (readiness: the webhook port) never routes a
+review to a replica that does not listen, and a rolling update never waits for a
+standby to lead. The Tasks a Pipeline refers to are read from the operator's own
+index of Tasks (kopf's), not listed per review. ``sluice run --admission MODE``
+picks how it is reached:
 
 ``off`` (the default)
     No webhook. The CRD schema and its CEL rules still refuse what they can at
@@ -20,7 +21,7 @@ Pipelines with a ``taskRef``). ``sluice run --admission MODE`` picks how it is r
     certificate authority it generates at start (the ``cryptography`` package;
     kopf's own self-signed generation needs oscrypto, which cannot find libcrypto
     on some systems), and registers a ValidatingWebhookConfiguration pointing at
-    it, removed again on a clean stop. Its ``namespaceSelector`` (on the
+    it, removed again on every clean stop (leader or standby). Its ``namespaceSelector`` (on the
     ``kubernetes.io/metadata.name`` label) names the watched namespaces; when
     all namespaces are watched it only leaves out ``kube-system``, and with glob
     patterns (``--namespace 'team-*'``), which a label selector cannot express,
@@ -62,42 +63,53 @@ What is refused
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import datetime
-import fnmatch
-import hashlib
-import ipaddress
 import json
 import logging
 import tempfile
-import threading
-from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 import kopf
-from kubernetes import client
 
 from sluice.api import GROUP, PIPELINE_PLURAL, TASK_PLURAL, VERSION
 from sluice.core import validation
+from sluice.shell import scope
+from sluice.shell.certs import CertificateFiles, make_certificates
+from sluice.shell.kube import Kube
+from sluice.shell.registration import (
+    CLUSTER_PORT,
+    FAILURE_POLICY,
+    PIPELINE_PATH,
+    PIPELINE_WEBHOOK,
+    TASK_PATH,
+    TASK_WEBHOOK,
+    TIMEOUT_SECONDS,
+    Registrar,
+    local_configuration_name,
+    namespace_selector,
+    webhook_configuration,
+)
 
 __all__ = [
+    "CLUSTER_PORT",
     "FAILURE_POLICY",
     "PIPELINE_PATH",
     "PIPELINE_WEBHOOK",
     "TASK_PATH",
     "TASK_WEBHOOK",
+    "TIMEOUT_SECONDS",
     "AdmissionConfig",
     "CertificateFiles",
     "Registrar",
-    "build",
+    "TasksOf",
+    "Webhook",
+    "install",
     "local_configuration_name",
     "make_certificates",
     "namespace_selector",
-    "start",
-    "tasks_from_api",
     "watched",
     "webhook_configuration",
 ]
@@ -106,16 +118,7 @@ log = logging.getLogger(__name__)
 
 Mode = Literal["off", "local", "cluster"]
 
-PIPELINE_WEBHOOK: Final = f"validate.{PIPELINE_PLURAL}.{GROUP}"
-TASK_WEBHOOK: Final = f"validate.{TASK_PLURAL}.{GROUP}"
-PIPELINE_PATH: Final = "/validate-pipeline"
-"""URL path of the Pipeline webhook (kopf routes on the handler id)."""
-TASK_PATH: Final = "/validate-task"
-FAILURE_POLICY: Final = "Ignore"
-TIMEOUT_SECONDS: Final = 10
-CLUSTER_PORT: Final = 9443
-NAMESPACE_LABEL: Final = "kubernetes.io/metadata.name"
-_GLOB_CHARS: Final = frozenset("*?[],!")
+watched = scope.watched
 
 
 @dataclass(frozen=True)
@@ -135,28 +138,6 @@ class AdmissionConfig:
 # ----------------------------------------------------------------------------- handlers
 
 
-def watched(namespace: str | None, patterns: Sequence[str]) -> bool:
-    """Whether ``namespace`` is one the operator watches (kopf's pattern rules)."""
-    if not patterns:
-        return True
-    return namespace is not None and any(_match(namespace, p) for p in patterns)
-
-
-def _match(name: str, pattern: str) -> bool:
-    # kopf's references.match_namespace: comma-separated globs, "!" excludes, a leading
-    # exclusion implies a catch-all first.
-    globs = [g.strip() for g in pattern.split(",")]
-    if not globs or globs[0].startswith("!"):
-        globs.insert(0, "*")
-    matches = first = fnmatch.fnmatchcase(name, globs[0])
-    for glob in globs[1:]:
-        if glob.startswith("!"):
-            matches = matches and not fnmatch.fnmatchcase(name, glob.lstrip("!"))
-        else:
-            matches = matches or (first and fnmatch.fnmatchcase(name, glob))
-    return matches
-
-
 def _spec_unchanged(operation: str | None, body: Mapping[str, Any], old: Any) -> bool:
     return operation == "UPDATE" and old is not None and old.get("spec") == body.get("spec")
 
@@ -171,33 +152,6 @@ TasksOf = Callable[[str], Mapping[str, Mapping[str, Any]] | None]
 
 def _no_tasks(namespace: str) -> None:
     return None
-
-
-def tasks_from_api(api: client.ApiClient, timeout: float = 5.0) -> TasksOf:
-    """A Task lookup that lists the namespace's Tasks (one call per Pipeline review).
-
-    Any failure reads as "unknown": the checks that need the Tasks are skipped, and the
-    operator makes them anyway.
-    """
-    custom = client.CustomObjectsApi(api)
-
-    def tasks_of(namespace: str) -> Mapping[str, Mapping[str, Any]] | None:
-        try:
-            resp = custom.list_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                namespace,
-                TASK_PLURAL,
-                _preload_content=False,
-                _request_timeout=timeout,
-            )
-            items = json.loads(resp.data).get("items") or []
-        except Exception as e:  # the webhook must answer whatever happens
-            log.warning("could not list the Tasks of %s: %s", namespace, e)
-            return None
-        return {t["metadata"]["name"]: t for t in items}
-
-    return tasks_of
 
 
 def _uses_task_refs(spec: Any) -> bool:
@@ -269,219 +223,8 @@ class _Handlers:
             raise kopf.AdmissionError(refusal, code=422)
 
 
-# ----------------------------------------------------------------------------- certificates
-
-
-@dataclass(frozen=True)
-class CertificateFiles:
-    ca: Path
-    cert: Path
-    key: Path
-
-    @property
-    def ca_bundle(self) -> bytes:
-        return self.ca.read_bytes()
-
-
-def make_certificates(
-    directory: Path,
-    hosts: Collection[str] = ("127.0.0.1", "localhost"),
-    days: int = 365,
-) -> CertificateFiles:
-    """A fresh certificate authority and a serving certificate for ``hosts``, as PEM files.
-
-    ECDSA P-256 (fast to generate, accepted by the API server's Go TLS). The CA's key
-    is never written: nothing else is ever signed with it.
-    """
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    now = datetime.datetime.now(datetime.UTC)
-    start, end = now - datetime.timedelta(hours=1), now + datetime.timedelta(days=days)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sluice-admission-ca")])
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=True,
-                crl_sign=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    sans: list[x509.GeneralName] = []
-    for host in hosts:
-        try:
-            sans.append(x509.IPAddress(ipaddress.ip_address(host)))
-        except ValueError:
-            sans.append(x509.DNSName(host))
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, next(iter(hosts)))]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    directory.mkdir(parents=True, exist_ok=True)
-    files = CertificateFiles(directory / "ca.crt", directory / "tls.crt", directory / "tls.key")
-    files.ca.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    files.key.touch(mode=0o600)
-    files.key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return files
-
-
-# ----------------------------------------------------------------------------- configuration
-
-
-def local_configuration_name(namespaces: Sequence[str]) -> str:
-    """The ValidatingWebhookConfiguration of a local operator: one per watched scope."""
-    if not namespaces:
-        return "sluice-admission-local"
-    digest = hashlib.sha256("\0".join(sorted(namespaces)).encode()).hexdigest()[:10]
-    return f"sluice-admission-local-{digest}"
-
-
-def namespace_selector(namespaces: Sequence[str]) -> dict[str, Any]:
-    """Exactly the watched namespaces, or every namespace but kube-system.
-
-    Label selectors cannot express globs: with a glob pattern the selector is the
-    broad one and the handlers admit requests from namespaces they do not watch.
-    """
-    if namespaces and not any(_GLOB_CHARS & set(ns) for ns in namespaces):
-        values = sorted(set(namespaces))
-        return {"matchExpressions": [{"key": NAMESPACE_LABEL, "operator": "In", "values": values}]}
-    return {
-        "matchExpressions": [
-            {"key": NAMESPACE_LABEL, "operator": "NotIn", "values": ["kube-system"]}
-        ]
-    }
-
-
-def webhook_configuration(
-    name: str, url: str, ca_bundle: bytes, namespaces: Sequence[str]
-) -> dict[str, Any]:
-    """The ValidatingWebhookConfiguration of a local operator serving at ``url``."""
-    import base64
-
-    selector = namespace_selector(namespaces)
-    ca = base64.b64encode(ca_bundle).decode()
-
-    def webhook(webhook_name: str, plural: str, path: str) -> dict[str, Any]:
-        return {
-            "name": webhook_name,
-            "admissionReviewVersions": ["v1"],
-            "clientConfig": {"url": url.rstrip("/") + path, "caBundle": ca},
-            "rules": [
-                {
-                    "apiGroups": [GROUP],
-                    "apiVersions": [VERSION],
-                    "operations": ["CREATE", "UPDATE"],
-                    "resources": [plural],
-                    "scope": "Namespaced",
-                }
-            ],
-            "failurePolicy": FAILURE_POLICY,
-            "matchPolicy": "Equivalent",
-            "sideEffects": "None",
-            "timeoutSeconds": TIMEOUT_SECONDS,
-            "namespaceSelector": selector,
-        }
-
-    return {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingWebhookConfiguration",
-        "metadata": {
-            "name": name,
-            "labels": {
-                "app.kubernetes.io/managed-by": "sluice",
-                "app.kubernetes.io/component": "admission-local",
-            },
-        },
-        "webhooks": [
-            webhook(PIPELINE_WEBHOOK, PIPELINE_PLURAL, PIPELINE_PATH),
-            webhook(TASK_WEBHOOK, TASK_PLURAL, TASK_PATH),
-        ],
-    }
-
-
-class Registrar:
-    """Creates, updates and removes one ValidatingWebhookConfiguration (local mode)."""
-
-    def __init__(self, api: client.ApiClient, name: str, namespaces: Sequence[str]) -> None:
-        self.api = client.AdmissionregistrationV1Api(api)
-        self.name = name
-        self.namespaces = list(namespaces)
-        self.registered = False
-
-    def register(self, url: str, ca_bundle: bytes) -> None:
-        body = webhook_configuration(self.name, url, ca_bundle, self.namespaces)
-        try:
-            self.api.create_validating_webhook_configuration(body, _preload_content=False)
-        except client.ApiException as e:
-            if e.status != 409:
-                raise
-            # Left behind by an operator that was killed: take it over.
-            current = self.api.read_validating_webhook_configuration(self.name)
-            body["metadata"]["resourceVersion"] = current.metadata.resource_version
-            self.api.replace_validating_webhook_configuration(
-                self.name, body, _preload_content=False
-            )
-        self.registered = True
-        log.info("registered ValidatingWebhookConfiguration %s -> %s", self.name, url)
-
-    def unregister(self) -> None:
-        """Remove it (idempotent; only if this process registered it)."""
-        if not self.registered:
-            return
-        self.registered = False
-        try:
-            self.api.delete_validating_webhook_configuration(self.name, _preload_content=False)
-            log.info("removed ValidatingWebhookConfiguration %s", self.name)
-        except client.ApiException as e:
-            if e.status != 404:
-                log.warning("could not remove ValidatingWebhookConfiguration %s: %s", self.name, e)
-        except Exception as e:  # the API server may be gone at shutdown
-            log.warning("could not remove ValidatingWebhookConfiguration %s: %s", self.name, e)
-
-
 class _LocalWebhookServer(kopf.WebhookServer):
-    """kopf's server, registering its configuration while it serves."""
+    """kopf's server, registering its configuration once it serves (removal: Webhook.close)."""
 
     def __init__(self, registrar: Registrar, ca_bundle: bytes, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -489,15 +232,9 @@ class _LocalWebhookServer(kopf.WebhookServer):
         self.ca_bundle = ca_bundle
 
     async def __call__(self, fn: Any) -> AsyncIterator[Any]:
-        try:
-            async for client_config in super().__call__(fn):
-                url = client_config.get("url") or ""
-                await asyncio.to_thread(self.registrar.register, url, self.ca_bundle)
-                yield client_config
-        finally:
-            # A clean stop: the API server must stop calling a webhook that is going away.
-            # (Synchronous on purpose: this runs while the task is being cancelled.)
-            self.registrar.unregister()
+        async for client_config in super().__call__(fn):
+            await self.registrar.register(client_config.get("url") or "", self.ca_bundle)
+            yield client_config
 
 
 # ----------------------------------------------------------------------------- wiring
@@ -515,87 +252,50 @@ class _QuietRefusals(logging.Filter):
 
 
 @dataclass
-class Admission:
-    """The webhook: its own kopf instance, serving in a thread; ``close`` stops it."""
+class Webhook:
+    """The webhook as installed on the operator's kopf registry; ``close`` cleans up."""
 
     config: AdmissionConfig
     handlers: _Handlers
-    registry: kopf.OperatorRegistry
-    settings: kopf.OperatorSettings
+    server: kopf.WebhookServer
     registrar: Registrar | None = None
     certificates: CertificateFiles | None = None
     _tmp: tempfile.TemporaryDirectory[str] | None = None
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _ready: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
 
-    def start(self) -> Admission:
-        """Serve from now on, whether or not this replica leads (see the module docs)."""
-        self._thread = threading.Thread(target=self._serve, name="sluice-admission", daemon=True)
-        self._thread.start()
-        return self
-
-    def _serve(self) -> None:
-        try:
-            asyncio.run(
-                kopf.operator(
-                    registry=self.registry,
-                    settings=self.settings,
-                    standalone=True,
-                    clusterwide=True,  # it watches nothing: webhooks know no namespaces
-                    stop_flag=self._stop,
-                    ready_flag=self._ready,
-                    memo=kopf.Memo(),
-                )
-            )
-        except Exception:
-            log.exception("the admission webhook stopped; the operator still checks every pipeline")
-
-    def close(self, timeout: float = 10.0) -> None:
-        """Stop serving and remove a local registration (idempotent)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+    async def close(self) -> None:
+        """Remove a local registration (idempotent), whether or not this replica led."""
         if self.registrar is not None:
-            self.registrar.unregister()
+            await self.registrar.unregister()
         if self._tmp is not None:
             with contextlib.suppress(OSError):
                 self._tmp.cleanup()
             self._tmp = None
 
 
-def build(config: AdmissionConfig, api: client.ApiClient | None = None) -> Admission | None:
-    """The webhook for ``config.mode`` (None for ``off``), ready to ``start``.
-
-    Its own kopf registry and settings: the webhook runs in a kopf instance of its own,
-    started before leader election, so every replica answers reviews (a standby one as
-    well as the leader; validation needs no leadership) and a Service in front of them
-    never routes a review to a replica that does not listen.
-    """
+def install(
+    config: AdmissionConfig,
+    registry: kopf.OperatorRegistry,
+    settings: kopf.OperatorSettings,
+    kube: Kube | None,
+    tasks_of: TasksOf = _no_tasks,
+) -> Webhook | None:
+    """Serve the webhook for ``config.mode`` from the operator's kopf instance (None for
+    ``off``): its handlers go on ``registry``, its server on ``settings``."""
     if config.mode == "off":
         return None
     if config.mode == "cluster" and (config.cert_file is None or config.key_file is None):
         raise ValueError("--admission cluster needs --webhook-cert-file and --webhook-key-file")
-    if api is None:
-        from sluice.shell.kube import load_client
-
-        api = load_client(pool_size=4)
     logging.getLogger("kopf.objects").addFilter(_QuietRefusals())
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # a line per request
-
-    handlers = _Handlers(list(config.namespaces), tasks_from_api(api))
-    registry = kopf.OperatorRegistry()
-    settings = kopf.OperatorSettings()
-    admission = Admission(config, handlers, registry, settings)
+    handlers = _Handlers(list(config.namespaces), tasks_of)
+    registrar = certs = tmp = None
     if config.mode == "local":
-        admission._tmp = tempfile.TemporaryDirectory(prefix="sluice-admission-")
-        certs = admission.certificates = make_certificates(Path(admission._tmp.name))
-        admission.registrar = Registrar(
-            api, local_configuration_name(config.namespaces), config.namespaces
-        )
+        if kube is None:
+            raise ValueError("--admission local registers itself: it needs the API client")
+        tmp = tempfile.TemporaryDirectory(prefix="sluice-admission-")
+        certs = make_certificates(Path(tmp.name))
+        registrar = Registrar(kube, local_configuration_name(config.namespaces), config.namespaces)
         server: kopf.WebhookServer = _LocalWebhookServer(
-            admission.registrar,
+            registrar,
             certs.ca_bundle,
             addr=config.address or "127.0.0.1",
             port=config.port or None,
@@ -614,29 +314,16 @@ def build(config: AdmissionConfig, api: client.ApiClient | None = None) -> Admis
         )
     settings.admission.server = server
     settings.admission.managed = None  # local: the Registrar; cluster: the chart
-    settings.scanning.disabled = True  # no CRD or namespace watching (and no RBAC for it)
-    settings.posting.enabled = False  # refusals are answers, not Events
-    kopf.on.login(registry=registry)(kopf.login_via_client)
-    kopf.on.validate(
-        GROUP,
-        VERSION,
-        PIPELINE_PLURAL,
-        id=PIPELINE_PATH.lstrip("/"),
-        operations=["CREATE", "UPDATE"],
-        registry=registry,
-    )(handlers.pipeline)  # type: ignore[arg-type]  # kopf's protocol spells out every kwarg
-    kopf.on.validate(
-        GROUP,
-        VERSION,
-        TASK_PLURAL,
-        id=TASK_PATH.lstrip("/"),
-        operations=["CREATE", "UPDATE"],
-        registry=registry,
-    )(handlers.task)  # type: ignore[arg-type]
-    return admission
-
-
-def start(config: AdmissionConfig, api: client.ApiClient | None = None) -> Admission | None:
-    """Build the webhook for ``config`` and start serving it (None for ``off``)."""
-    admission = build(config, api)
-    return admission.start() if admission is not None else None
+    for plural, path, fn in (
+        (PIPELINE_PLURAL, PIPELINE_PATH, handlers.pipeline),
+        (TASK_PLURAL, TASK_PATH, handlers.task),
+    ):
+        kopf.on.validate(
+            GROUP,
+            VERSION,
+            plural,
+            id=path.lstrip("/"),
+            operations=["CREATE", "UPDATE"],
+            registry=registry,
+        )(fn)  # type: ignore[arg-type]  # kopf's protocol spells out every kwarg
+    return Webhook(config, handlers, server, registrar, certs, tmp)

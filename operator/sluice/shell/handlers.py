@@ -1,28 +1,33 @@
-"""kopf handlers: thin. They keep an index of Tasks and wake workers.
+"""kopf handlers: thin. They keep an index of Tasks and forward events.
 
 Nothing here decides anything: decisions are `sluice.core.reconcile`'s, and
 the per-pipeline loop that calls it is `sluice.shell.controller`'s. kopf is
-used only to watch Pipelines and Tasks (indexes and event handlers write
-nothing to the objects); Sluice's Jobs are watched by `sluice.shell.jobs`.
+used to watch Pipelines and Tasks (indexes and event handlers write nothing to
+the objects) and to serve the webhook (`sluice.shell.admission`); Sluice's
+Jobs are watched by `sluice.shell.jobs`. Everything is registered on the
+registry the composition root (`sluice.app`) gives: nothing at import time.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import kopf
+from kubernetes import client
 
 from sluice.api import GROUP, PIPELINE_PLURAL, TASK_PLURAL, VERSION
-from sluice.metrics import Metrics
-from sluice.shell.controller import STATUS_WRITERS, Controller
-from sluice.shell.kube import Kube, load_config
-from sluice.shell.leader import LeaderElector
+from sluice.settings import Settings
+from sluice.shell import scope
+from sluice.shell.controller import Controller
+
+__all__ = ["TASK_INDEX", "TaskIndex", "connection_info", "operator_settings", "register"]
 
 log = logging.getLogger(__name__)
+
+TASK_INDEX = "sluice_tasks"
+"""The id of kopf's Task index, and the keyword its handlers receive it by."""
 
 
 class _NoEssence(kopf.AnnotationsDiffBaseStorage):
@@ -44,81 +49,93 @@ class _NoEssence(kopf.AnnotationsDiffBaseStorage):
         return kopf.BodyEssence()
 
 
-def _status_interval(memo: kopf.Memo) -> float:
-    """Seconds between two status writes of a pipeline's progress (Controller.status_interval)."""
-    value = getattr(memo, "status_interval", None)
-    if value is None:
-        value = os.environ.get("SLUICE_STATUS_INTERVAL")
-    return max(float(value), 0.0) if value is not None else 1.0
+class TaskIndex:
+    """kopf's index of Tasks by namespace, bound once at startup: one lookup for
+    the controller and the webhook."""
+
+    def __init__(self) -> None:
+        self._index: kopf.Index[str, dict[str, Any]] | None = None
+
+    def bind(self, index: kopf.Index[str, dict[str, Any]]) -> None:
+        self._index = index
+
+    def of(self, namespace: str) -> dict[str, Mapping[str, Any]]:
+        """The namespace's Tasks by name ({"name", "spec"})."""
+        if self._index is None:
+            return {}
+        return {t["name"]: t for t in self._index.get(namespace, [])}
+
+    def known(self, namespace: str) -> Mapping[str, Mapping[str, Any]] | None:
+        """As `of`, or None before the index exists (the webhook then judges no taskRef)."""
+        return None if self._index is None else self.of(namespace)
 
 
-@kopf.on.startup()
-async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+def operator_settings(settings: Settings) -> kopf.OperatorSettings:
+    """kopf's settings for Sluice (the webhook adds its server: sluice.shell.admission)."""
+    s = kopf.OperatorSettings()
     # Watches must never stall silently: the server closes them, and the client
     # gives up on a connection that stays quiet for too long.
-    settings.watching.server_timeout = 300
-    settings.watching.client_timeout = 330
-    settings.watching.connect_timeout = 10
-    settings.watching.inactivity_timeout = float(getattr(memo, "watch_timeout", 70.0))
-    settings.posting.level = logging.WARNING
-    settings.execution.max_workers = 8
-    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    s.watching.server_timeout = 300
+    s.watching.client_timeout = 330
+    s.watching.connect_timeout = 10
+    s.watching.inactivity_timeout = settings.watch_timeout
+    s.posting.level = logging.WARNING
     # No runtime scanning of namespaces and CRDs unless namespace globs need it
     # (`--namespace 'team-*'`): the CRDs are installed before the operator, and
     # least-privilege RBAC grants neither; kopf would otherwise retry the refused
     # list calls with backoff (about a minute) before it starts watching.
-    settings.scanning.disabled = not getattr(memo, "namespace_globs", False)
-    settings.persistence.diffbase_storage = _NoEssence()
-    metrics: Metrics = memo.metrics
-    # Jobs are not kopf's: the controller watches them itself, label-selected,
-    # per namespace in use (sluice.shell.jobs says why).
-    controller = Controller(
-        Kube(load_config()),
-        tasks=lambda ns: {},
-        metrics=metrics,
-        watch_timeout=settings.watching.inactivity_timeout,
-        status_interval=_status_interval(memo),
-        status_writers=getattr(memo, "status_writers", STATUS_WRITERS),
+    s.scanning.disabled = not scope.has_globs(settings.namespaces)
+    s.persistence.diffbase_storage = _NoEssence()
+    s.peering.standalone = True  # one actor is guaranteed by the Lease, not kopf peering
+    return s
+
+
+def connection_info(cfg: client.Configuration) -> kopf.ConnectionInfo:
+    """kopf's credentials from the configuration Sluice loaded (once) for itself."""
+    header = cfg.get_api_key_with_prefix("BearerToken", alias="authorization")
+    scheme, _, token = (header or "").rpartition(" ")
+    return kopf.ConnectionInfo(
+        server=cfg.host,
+        ca_path=cfg.ssl_ca_cert,
+        insecure=not cfg.verify_ssl,
+        username=cfg.username or None,
+        password=cfg.password or None,
+        scheme=scheme or None,
+        token=token or None,
+        certificate_path=cfg.cert_file,
+        private_key_path=cfg.key_file,
     )
-    memo.controller = controller
-    elector: LeaderElector | None = getattr(memo, "elector", None)
-    if elector is not None:
-        # Act only while leading; on regaining the lease, look at everything again.
-        loop = asyncio.get_running_loop()
-        controller.may_act = lambda: elector.is_leader
-
-        def regained() -> None:
-            loop.call_soon_threadsafe(controller.wake_all)
-
-        elector.keep_renewing(on_lost=lambda: None, on_regained=regained)
 
 
-@kopf.on.cleanup()
-async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    controller: Controller | None = getattr(memo, "controller", None)
-    if controller is not None:
-        await controller.stop()
-
-
-@kopf.index(GROUP, VERSION, TASK_PLURAL)
-async def sluice_tasks(body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
-    return {body.metadata.namespace or "": {"name": body.metadata.name, "spec": dict(body.spec)}}
-
-
-@kopf.on.event(GROUP, VERSION, TASK_PLURAL)
-async def task_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    memo.controller.wake_namespace(body.metadata.namespace or "")
-
-
-@kopf.on.event(GROUP, VERSION, PIPELINE_PLURAL)  # type: ignore[arg-type]  # index kwargs
-async def pipeline_event(
-    body: kopf.Body,
-    event: kopf.RawEvent,
-    memo: kopf.Memo,
-    sluice_tasks: kopf.Index[str, dict[str, Any]],
-    **_: Any,
+def register(
+    registry: kopf.OperatorRegistry,
+    controller: Controller,
+    tasks: TaskIndex,
+    cfg: client.Configuration,
 ) -> None:
-    controller: Controller = memo.controller
-    # The index is a live view, filled completely before this handler first runs.
-    controller.tasks = lambda ns: {t["name"]: t for t in sluice_tasks.get(ns, [])}
-    controller.pipeline_event(event.get("type") or "", event["object"])
+    """Sluice's handlers on ``registry``: login, the Task index, and event forwarding."""
+
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        # Called again by kopf on a 401: the configuration's hook re-reads the token.
+        return connection_info(cfg)
+
+    async def bind(**kwargs: Any) -> None:
+        tasks.bind(kwargs[TASK_INDEX])
+
+    async def index_task(body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
+        meta = body.metadata
+        return {meta.namespace or "": {"name": meta.name, "spec": dict(body.spec)}}
+
+    async def task_event(body: kopf.Body, **_: Any) -> None:
+        controller.wake_namespace(body.metadata.namespace or "")
+
+    async def pipeline_event(event: kopf.RawEvent, **_: Any) -> None:
+        controller.pipeline_event(event.get("type") or "", event["object"])
+
+    kopf.on.login(registry=registry, id="sluice_login")(login)
+    kopf.on.startup(registry=registry, id="sluice_bind_tasks")(bind)
+    kopf.index(GROUP, VERSION, TASK_PLURAL, registry=registry, id=TASK_INDEX)(index_task)
+    kopf.on.event(GROUP, VERSION, TASK_PLURAL, registry=registry, id="task_event")(task_event)
+    kopf.on.event(GROUP, VERSION, PIPELINE_PLURAL, registry=registry, id="pipeline_event")(
+        pipeline_event  # type: ignore[arg-type]
+    )

@@ -1,5 +1,6 @@
 """Sluice's Jobs, as the reconciler needs them: a label-selected list+watch per
-namespace, kept in memory as small records and keyed by pipeline.
+namespace, kept in memory as the reconciler's own view of a Job (frozen
+`JobView`s, read once at ingest by `observe_job`) and keyed by pipeline.
 
 Why not a kopf index: kopf runs every watch event of every object through
 its whole machinery (a per-object worker task, per-object memory kept until
@@ -24,12 +25,14 @@ import contextvars
 import logging
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from sluice.core import naming
+from sluice.core.reconcile import JobView, observe_job
+from sluice.shell.backoff import BACKOFF
 from sluice.shell.kube import ApiError, Kube
 
-__all__ = ["SELECTOR", "JobIndex", "job_key", "trim_job"]
+__all__ = ["SELECTOR", "JobIndex", "JobRecord", "PipelineKey", "job_key", "record"]
 
 log = logging.getLogger(__name__)
 
@@ -37,46 +40,29 @@ SELECTOR = f"{naming.LABEL_MANAGED_BY}={naming.MANAGED_BY}"
 """Only Sluice's Jobs, selected by the API server."""
 
 PipelineKey = tuple[str, str]
+"""(namespace, name) of a Pipeline: how the shell keys everything per pipeline."""
+
 OnChange = Callable[[PipelineKey, bool], None]
 """Called with (namespace, pipeline) and whether the Job is now complete."""
 
-_KEEP_LABELS = (naming.LABEL_PIPELINE, naming.LABEL_TASK, naming.LABEL_RUN, naming.LABEL_ATTEMPT)
-_KEEP_CONDITION = ("type", "status", "reason", "message", "lastTransitionTime")
-_BACKOFF = (0.5, 1, 2, 5, 10, 30)
 _i = sys.intern
 
 
-def trim_job(body: Mapping[str, Any]) -> dict[str, Any]:
-    """Only what the reconciler reads (a few hundred bytes), repeated strings shared."""
+class JobRecord(NamedTuple):
+    """One Job as the index keeps it: the UIDs of its owners and the reconciler's view."""
+
+    owners: frozenset[str]
+    view: JobView
+
+
+def record(body: Mapping[str, Any]) -> JobRecord | None:
+    """Read a Job once, at ingest: None when it is not one of Sluice's."""
+    view = observe_job(body)
+    if view is None:
+        return None
     meta = body.get("metadata") or {}
-    status = body.get("status") or {}
-    labels = meta.get("labels") or {}
-    annotations = meta.get("annotations") or {}
-    return {
-        "metadata": {
-            "name": meta.get("name"),
-            "namespace": _i(meta.get("namespace") or ""),
-            "labels": {k: _i(labels[k]) for k in _KEEP_LABELS if k in labels},
-            "annotations": {
-                _i(k): _i(v) if len(v) < 64 else v
-                for k, v in annotations.items()
-                if k.startswith("sluice.dev/")
-            },
-            "creationTimestamp": meta.get("creationTimestamp"),
-            "deletionTimestamp": meta.get("deletionTimestamp"),
-            "ownerReferences": [
-                {"uid": _i(o.get("uid") or "")} for o in meta.get("ownerReferences") or []
-            ],
-        },
-        "status": {
-            "completionTime": status.get("completionTime"),
-            "conditions": [
-                {k: c[k] for k in _KEEP_CONDITION if k in c}
-                for c in status.get("conditions") or []
-                if c.get("type") in ("Complete", "Failed")
-            ],
-        },
-    }
+    owners = frozenset(_i(o.get("uid") or "") for o in meta.get("ownerReferences") or [])
+    return JobRecord(owners, view)
 
 
 def job_key(body: Mapping[str, Any]) -> PipelineKey | None:
@@ -84,13 +70,6 @@ def job_key(body: Mapping[str, Any]) -> PipelineKey | None:
     meta = body.get("metadata") or {}
     pipeline = (meta.get("annotations") or {}).get(naming.ANNOTATION_PIPELINE)
     return (_i(meta.get("namespace") or ""), _i(pipeline)) if pipeline else None
-
-
-def completed(body: Mapping[str, Any]) -> bool:
-    return any(
-        c.get("type") == "Complete" and c.get("status") == "True"
-        for c in (body.get("status") or {}).get("conditions") or []
-    )
 
 
 class _Gone(Exception):
@@ -104,14 +83,17 @@ class JobIndex:
         self.kube = kube
         self.on_change = on_change
         self.idle_timeout = idle_timeout
-        self._records: dict[PipelineKey, dict[str, dict[str, Any]]] = {}
+        self._records: dict[PipelineKey, dict[str, JobRecord]] = {}
         self._synced: dict[str, asyncio.Event] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self.relists = 0
+        self.on_relist: Callable[[], None] = lambda: None
+        """Called after every complete list (the first one and each after a 410)."""
 
     # ------------------------------------------------------------------ reading
-    def jobs(self, namespace: str, pipeline: str) -> list[dict[str, Any]]:
-        return list(self._records.get((namespace, pipeline), {}).values())
+    def jobs(self, namespace: str, pipeline: str, owner: str | None = None) -> list[JobView]:
+        """The pipeline's Jobs; with ``owner``, only those that Pipeline UID owns."""
+        records = self._records.get((namespace, pipeline), {}).values()
+        return [r.view for r in records if owner is None or owner in r.owners]
 
     def synced(self, namespace: str) -> asyncio.Event:
         """Set once the namespace's Jobs are all known; watching starts on first use."""
@@ -154,21 +136,21 @@ class JobIndex:
             except _Gone:
                 rv = None  # too old: list again, at once
             except Exception as e:  # network, server, or anything: resume after a pause
-                delay = _BACKOFF[min(errors, len(_BACKOFF) - 1)]
+                delay = BACKOFF.delay(errors)
                 errors += 1
                 level = logging.WARNING if errors > 1 else logging.INFO
                 log.log(level, "watching Jobs in %s: %r; again in %ss", namespace, e, delay)
                 await asyncio.sleep(delay)
 
     async def _list(self, namespace: str) -> str:
-        records: dict[PipelineKey, dict[str, dict[str, Any]]] = {}
+        records: dict[PipelineKey, dict[str, JobRecord]] = {}
         continue_: str | None = None
         while True:
             page = await self.kube.list_jobs(namespace, SELECTOR, continue_=continue_)
             for item in page.get("items") or []:
-                key = job_key(item)
-                if key is not None:
-                    records.setdefault(key, {})[item["metadata"]["name"]] = trim_job(item)
+                key, rec = job_key(item), record(item)
+                if key is not None and rec is not None:
+                    records.setdefault(key, {})[rec.view.name] = rec
             meta = page.get("metadata") or {}
             continue_ = meta.get("continue")
             if not continue_:
@@ -181,7 +163,7 @@ class JobIndex:
             if key not in records:
                 del self._records[key]
         self._records.update(records)
-        self.relists += 1
+        self.on_relist()
         for key in set(old) | set(records):
             self.on_change(key, False)
         return rv
@@ -198,7 +180,8 @@ class JobIndex:
                 if key is None:
                     continue
                 name = obj["metadata"]["name"]
-                if kind == "DELETED":
+                rec = None if kind == "DELETED" else record(obj)
+                if rec is None:  # deleted, or not one of ours any more
                     records = self._records.get(key)
                     if records is not None:
                         records.pop(name, None)
@@ -206,8 +189,8 @@ class JobIndex:
                             del self._records[key]
                     self.on_change(key, False)
                 else:
-                    self._records.setdefault(key, {})[name] = trim_job(obj)
-                    self.on_change(key, completed(obj))
+                    self._records.setdefault(key, {})[name] = rec
+                    self.on_change(key, rec.view.state == "Succeeded")
         except ApiError as e:
             if e.status == 410:
                 raise _Gone from e

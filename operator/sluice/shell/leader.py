@@ -3,33 +3,43 @@
 Why a Lease and not kopf's peering: a Lease is the Kubernetes standard
 (`kubectl get lease` shows who leads), needs no extra CRD, and fails over in
 `lease_duration` seconds (15 by default) instead of kopf peering's 60 s
-lifetime. Exactly one process per *scope* (the set of watched namespaces)
-acts: the others wait in `acquire()` before the operator starts at all.
+lifetime. Exactly one process per *scope* (the set of watched namespaces,
+:mod:`sluice.shell.scope`) acts.
+
+Leadership gates only the controller's workers: every replica runs its
+watches, caches, health endpoint, metrics and webhook from the start, so a
+standby that takes over acts at once on warm caches. The elector is one
+asyncio task on the operator's own client (:class:`~sluice.shell.kube.Kube`):
+three calls, read, create and replace of one Lease. It says what happens
+through two callbacks, `on_started` (this replica leads) and `on_stopped`
+(it no longer does).
 
 Expiry is judged the client-go way, on this process's own monotonic clock:
 a lease is free when its record has not changed for `lease_duration`
 seconds since we first saw it, so clock skew between replicas cannot make
 two leaders. A leader that cannot renew within `renew_deadline` stops acting
-(`on_lost`) and resumes when the lease is its own again (`on_regained`).
+and resumes when the lease is its own again. Demoting instead of exiting
+means an API server restart costs a pause, not a process restart plus a full
+lease wait; it is as safe, because a demoted replica stops acting
+`lease_duration - renew_deadline` seconds before anyone else may take the
+lease over.
 """
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
 import logging
 import os
 import socket
-import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes import client
-from kubernetes.client.rest import ApiException
+from sluice.shell.kube import ApiError, Kube
 
-__all__ = ["LeaderElector", "default_lease_name", "default_lease_namespace", "new_identity"]
+__all__ = ["LeaseElector", "default_lease_namespace", "micro_time", "new_identity"]
 
 log = logging.getLogger(__name__)
 
@@ -45,192 +55,163 @@ def default_lease_namespace() -> str:
         return "default"
 
 
-def default_lease_name(namespaces: Sequence[str]) -> str:
-    """One lease per scope: operators watching different namespaces don't compete."""
-    if not namespaces:
-        return "sluice-operator"
-    digest = hashlib.sha256("\0".join(sorted(namespaces)).encode()).hexdigest()[:10]
-    return f"sluice-operator-{digest}"
-
-
 def new_identity() -> str:
     return f"{socket.gethostname()}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
 
 
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def micro_time(when: datetime | None = None) -> str:
+    """A Kubernetes MicroTime (RFC 3339 with microseconds), as Lease times are."""
+    return (when or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class LeaderElector:
+class LeaseElector:
+    """Acquire, renew and release one Lease; `run()` is the task that does it."""
+
     def __init__(
         self,
-        api: client.ApiClient,
+        kube: Kube,
         namespace: str,
         name: str,
         identity: str,
         lease_duration: float = 15.0,
         renew_deadline: float = 10.0,
         retry_period: float = 2.0,
+        on_started: Callable[[], None] = lambda: None,
+        on_stopped: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.coord = client.CoordinationV1Api(api)
+        self.kube = kube
         self.namespace = namespace
         self.name = name
         self.identity = identity
         self.lease_duration = lease_duration
         self.renew_deadline = min(renew_deadline, lease_duration)
         self.retry_period = retry_period
+        self.on_started = on_started
+        self.on_stopped = on_stopped
+        self.clock = clock
         self._observed: tuple[Any, float] | None = None  # (record, monotonic time first seen)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.is_leader = False
 
-    # ------------------------------------------------------------------ one try
-    def _try(self) -> bool:
-        """One attempt to acquire or renew; True when we hold the lease after it."""
-        spec_now = _now()
-        try:
-            lease = self.coord.read_namespaced_lease(self.name, self.namespace)
-        except ApiException as e:
-            if e.status != 404:
-                raise
-            body = {
-                "apiVersion": "coordination.k8s.io/v1",
-                "kind": "Lease",
-                "metadata": {"name": self.name, "namespace": self.namespace},
-                "spec": {
-                    "holderIdentity": self.identity,
-                    "leaseDurationSeconds": int(self.lease_duration),
-                    "acquireTime": spec_now,
-                    "renewTime": spec_now,
-                    "leaseTransitions": 0,
-                },
-            }
-            try:
-                self.coord.create_namespaced_lease(self.namespace, body)
-            except ApiException as e2:
-                if e2.status == 409:
-                    return False
-                raise
-            return True
-        spec = lease.spec
-        record = (spec.holder_identity, spec.renew_time, spec.lease_transitions)
-        mono = time.monotonic()
-        if self._observed is None or self._observed[0] != record:
-            self._observed = (record, mono)
-        holder = spec.holder_identity
-        expired = mono - self._observed[1] >= (spec.lease_duration_seconds or self.lease_duration)
-        if holder and holder != self.identity and not expired:
-            return False
-        transitions = spec.lease_transitions or 0
-        body = {
+    def _lease(self, spec: dict[str, Any], resource_version: str | None = None) -> dict[str, Any]:
+        meta: dict[str, Any] = {"name": self.name, "namespace": self.namespace}
+        if resource_version is not None:
+            meta["resourceVersion"] = resource_version
+        return {
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
-            "metadata": {
-                "name": self.name,
-                "namespace": self.namespace,
-                "resourceVersion": lease.metadata.resource_version,
-            },
-            "spec": {
+            "metadata": meta,
+            "spec": spec,
+        }
+
+    # ------------------------------------------------------------------ one try
+    async def try_once(self) -> bool:
+        """One attempt to acquire or renew; True when we hold the lease after it."""
+        now = micro_time()
+        try:
+            lease = await self.kube.read_lease(self.namespace, self.name)
+        except ApiError as e:
+            if e.status != 404:
+                raise
+            return await self._create(now)
+        spec = lease.get("spec") or {}
+        holder = spec.get("holderIdentity")
+        record = (holder, spec.get("renewTime"), spec.get("leaseTransitions"))
+        mono = self.clock()
+        if self._observed is None or self._observed[0] != record:
+            self._observed = (record, mono)
+        duration = spec.get("leaseDurationSeconds") or self.lease_duration
+        expired = mono - self._observed[1] >= duration
+        if holder and holder != self.identity and not expired:
+            return False
+        mine = holder == self.identity
+        body = self._lease(
+            {
                 "holderIdentity": self.identity,
                 "leaseDurationSeconds": int(self.lease_duration),
-                "acquireTime": spec_now if holder != self.identity else _fmt(spec.acquire_time),
-                "renewTime": spec_now,
-                "leaseTransitions": transitions + (1 if holder != self.identity else 0),
+                "acquireTime": spec.get("acquireTime") if mine else now,
+                "renewTime": now,
+                "leaseTransitions": (spec.get("leaseTransitions") or 0) + (0 if mine else 1),
             },
-        }
+            (lease.get("metadata") or {}).get("resourceVersion"),
+        )
         try:
-            self.coord.replace_namespaced_lease(self.name, self.namespace, body)
-        except ApiException as e:
+            await self.kube.replace_lease(self.namespace, self.name, body)
+        except ApiError as e:
             if e.status == 409:  # someone else wrote first
                 return False
             raise
         return True
 
-    # ------------------------------------------------------------------ loops
-    def acquire(self, stop: threading.Event | None = None) -> bool:
-        """Block until we lead (True) or `stop` is set (False)."""
-        stop = stop or self._stop
+    async def _create(self, now: str) -> bool:
+        body = self._lease(
+            {
+                "holderIdentity": self.identity,
+                "leaseDurationSeconds": int(self.lease_duration),
+                "acquireTime": now,
+                "renewTime": now,
+                "leaseTransitions": 0,
+            }
+        )
+        try:
+            await self.kube.create_lease(self.namespace, body)
+        except ApiError as e:
+            if e.status == 409:
+                return False
+            raise
+        return True
+
+    # ------------------------------------------------------------------ the task
+    async def run(self) -> None:
+        """Try every `retry_period` seconds, for ever (cancel to stop; then `release`)."""
+        last_ok = -float("inf")
         waiting_logged = False
-        while not stop.is_set():
+        while True:
             try:
-                if self._try():
+                ok = await self.try_once()
+            except asyncio.CancelledError:
+                raise
+            except ApiError as e:
+                level = logging.ERROR if e.status in (401, 403) else logging.WARNING
+                log.log(level, "leader election: %s", e.message)
+                ok = False
+            except Exception as e:  # network trouble: retry until the deadline
+                log.warning("leader election: %r", e)
+                ok = False
+            if ok:
+                last_ok = self.clock()
+                if not self.is_leader:
                     self.is_leader = True
                     log.info(
                         "leading (lease %s/%s as %s)", self.namespace, self.name, self.identity
                     )
-                    return True
-            except ApiException as e:
-                log.warning("leader election: %s %s", e.status, e.reason)
-                if e.status in (401, 403):
-                    raise
-            if not waiting_logged:
+                    self.on_started()
+            elif self.is_leader and self.clock() - last_ok > self.renew_deadline:
+                log.error(
+                    "leader election: no renewal for %.0fs: pausing until the lease is ours",
+                    self.renew_deadline,
+                )
+                self.is_leader = False
+                self.on_stopped()
+            elif not self.is_leader and not waiting_logged:
                 log.info("another replica leads (lease %s/%s); waiting", self.namespace, self.name)
                 waiting_logged = True
-            stop.wait(self.retry_period)
-        return False
+            await asyncio.sleep(self.retry_period)
 
-    def keep_renewing(
-        self,
-        on_lost: Callable[[], None],
-        on_regained: Callable[[], None] = lambda: None,
-    ) -> None:
-        """Renew in a background thread. Past `renew_deadline` without a renewal
-        (API server unreachable, lease taken), call `on_lost` and keep trying:
-        when the lease is ours again, call `on_regained`.
-
-        Demoting instead of exiting means an API server restart costs a pause,
-        not a process restart plus a full lease wait; it is as safe, because a
-        demoted replica stops acting `lease_duration - renew_deadline` seconds
-        before anyone else may take the lease over.
-        """
-
-        def loop() -> None:
-            last_ok = time.monotonic()
-            while not self._stop.wait(self.retry_period):
-                try:
-                    ok = self._try()
-                except Exception as e:  # network trouble: retry until the deadline
-                    log.warning("leader election: renewing failed: %s", e)
-                    ok = False
-                if ok:
-                    last_ok = time.monotonic()
-                    if not self.is_leader:
-                        self.is_leader = True
-                        log.warning("leading again (lease %s/%s)", self.namespace, self.name)
-                        on_regained()
-                    continue
-                if self.is_leader and time.monotonic() - last_ok > self.renew_deadline:
-                    log.error(
-                        "leader election: no renewal for %.0fs: pausing until the lease is ours",
-                        self.renew_deadline,
-                    )
-                    self.is_leader = False
-                    on_lost()
-
-        self._thread = threading.Thread(target=loop, name="sluice-leader", daemon=True)
-        self._thread.start()
-
-    def release(self) -> None:
+    async def release(self) -> None:
         """On a clean stop: hand the lease over at once instead of letting it expire."""
-        self._stop.set()
         if not self.is_leader:
             return
-        try:
-            lease = self.coord.read_namespaced_lease(self.name, self.namespace)
-            if lease.spec.holder_identity != self.identity:
-                return
-            lease.spec.holder_identity = None
-            lease.spec.lease_duration_seconds = 1
-            self.coord.replace_namespaced_lease(self.name, self.namespace, lease)
-            log.info("released lease %s/%s", self.namespace, self.name)
-        except ApiException as e:
-            log.warning("releasing the lease failed: %s %s", e.status, e.reason)
         self.is_leader = False
-
-
-def _fmt(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return str(value)
+        self.on_stopped()
+        try:
+            lease = await self.kube.read_lease(self.namespace, self.name)
+            spec = dict(lease.get("spec") or {})
+            if spec.get("holderIdentity") != self.identity:
+                return
+            spec.pop("holderIdentity", None)
+            spec["leaseDurationSeconds"] = 1
+            await self.kube.replace_lease(self.namespace, self.name, {**lease, "spec": spec})
+            log.info("released lease %s/%s", self.namespace, self.name)
+        except Exception as e:  # the API server may be gone at shutdown
+            log.warning("releasing the lease failed: %r", e)

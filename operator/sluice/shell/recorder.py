@@ -1,0 +1,83 @@
+"""What a reconcile's plan means for the metrics (counters, histograms, gauges).
+
+Only the leader exports the per-pipeline and phase gauges (`sluice_pipeline_degraded`,
+`sluice_pipelines`): a standby's would be stale the moment it stopped leading,
+and a Service in front of both would count every pipeline twice. They are
+cleared when this replica stops leading and rebuilt when it leads again
+(every pipeline is reconciled then); `sluice_leader` says which replica leads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from typing import Any
+
+from sluice.api import parse_rfc3339
+from sluice.core.reconcile import Plan
+from sluice.metrics import Metrics
+from sluice.shell.jobs import PipelineKey
+
+__all__ = ["PHASES", "Recorder"]
+
+PHASES = ("Pending", "Running", "Succeeded", "Degraded", "Failed")
+
+
+class Recorder:
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self.phases: dict[PipelineKey, str | None] = {}
+        self.leading = False
+
+    def lead(self, leading: bool) -> None:
+        """This replica leads from now on (True) or not any more (False)."""
+        self.leading = leading
+        self.metrics.leader.set(1 if leading else 0)
+        if not leading:
+            self.phases.clear()
+            self.metrics.pipeline_degraded.clear()
+            self.metrics.pipelines.clear()
+
+    def plan(self, key: PipelineKey, plan: Plan, status: Mapping[str, Any]) -> None:
+        """Count what one reconcile did; `status` is the pipeline's status after it."""
+        ns, name = key
+        m = self.metrics
+        for t in plan.transitions:
+            if t.new == "Succeeded":
+                m.task_attempts.labels(ns, "succeeded").inc()
+            elif t.new == "Failed" and t.old == "Running":
+                m.task_attempts.labels(ns, "failed").inc()
+            elif t.new == "Retrying":
+                m.task_attempts.labels(ns, "retried").inc()
+                m.task_retries.labels(ns, t.failure_kind or "unknown").inc()
+            if t.duration_s is not None and t.new in ("Succeeded", "Failed", "Retrying"):
+                result = "succeeded" if t.new == "Succeeded" else "failed"
+                m.task_duration.labels(ns, result).observe(max(t.duration_s, 0.0))
+        if plan.run_finished:
+            m.pipeline_runs.labels(ns, plan.run_finished).inc()
+            started, finished = status.get("startedAt"), status.get("finishedAt")
+            if started and finished:
+                d = parse_rfc3339(finished) - parse_rfc3339(started)
+                m.run_duration.labels(ns, plan.run_finished).observe(d.total_seconds())
+        if not self.leading:
+            return
+        phase = status.get("phase")
+        if key not in self.phases or self.phases[key] != phase:
+            self.phases[key] = phase
+            self._phase_gauge()
+        m.pipeline_degraded.labels(ns, name).set(1 if phase == "Degraded" else 0)
+
+    def forget(self, key: PipelineKey) -> None:
+        self.phases.pop(key, None)
+        with contextlib.suppress(KeyError):
+            self.metrics.pipeline_degraded.remove(*key)
+        if self.leading:
+            self._phase_gauge()
+
+    def _phase_gauge(self) -> None:
+        counts = dict.fromkeys(PHASES, 0)
+        for phase in self.phases.values():
+            if phase in counts:
+                counts[phase] += 1
+        for phase, n in counts.items():
+            self.metrics.pipelines.labels(phase).set(n)
