@@ -120,7 +120,7 @@ def test_a_cycle_through_references_is_named_with_its_implicit_edges() -> None:
     assert cycle == ["evaluate", "train", "evaluate"]
     assert edges == [("evaluate", "train")]
     assert format_cycle(cycle, edges) == (
-        'cycle: evaluate -> train -> evaluate ("evaluate" uses results of "train")'
+        'cycle: evaluate -> train -> evaluate ("evaluate" refers to "train")'
     )
 
 

@@ -162,7 +162,8 @@ def has_malformed(text: str) -> bool:
 class Problem:
     """What is wrong, for one step; ``message`` names the step (``task "x": ...``)."""
 
-    step: str
+    step: str | None
+    """The step it stops; None for the pipeline as a whole (a cycle)."""
     message: str
     severity: Literal["error", "warning"] = "error"
     external: bool = False
@@ -347,10 +348,10 @@ def reference_cycle(
 
 
 def format_cycle(cycle: Sequence[str], edges: Sequence[tuple[str, str]]) -> str:
-    """``cycle: train -> evaluate -> train (train uses results of evaluate)``."""
+    """``cycle: train -> evaluate -> train ("train" refers to "evaluate")``."""
     text = f"cycle: {dag.format_cycle(cycle)}"
     if edges:
-        text += " (" + "; ".join(f"{_q(a)} uses results of {_q(b)}" for a, b in edges) + ")"
+        text += " (" + "; ".join(f"{_q(a)} refers to {_q(b)}" for a, b in edges) + ")"
     return text
 
 
