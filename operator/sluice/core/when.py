@@ -36,11 +36,11 @@ The module is pure: compiling and evaluating do no I/O.
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any, Final, Literal
 
 from cel_expr_python import cel  # type: ignore[import-untyped]
@@ -97,6 +97,12 @@ _WHEN_REF: Final = re.compile(
     r"|tasks\.[a-z0-9-]+\.(?:phase|status|results\.[a-z0-9-]+))\)",
     re.ASCII,
 )
+_PLAIN: Final = re.compile(
+    r"(?!(?:" + "|".join(sorted(_RESERVED)) + r")\Z)[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)*",
+    re.ASCII,
+)
+"""A name part that is its own escape: an identifier, not reserved, without ``__``, not
+starting or ending with ``_`` (so it cannot be confused with an escape)."""
 _ISSUE: Final = re.compile(r"ERROR: <input>:(\d+):(\d+): ([^\n]*)")
 _UNDECLARED: Final = re.compile(r"undeclared reference to '([^']*)'(?: \(in container '[^']*'\))?")
 _STATUS_PREFIX: Final = re.compile(r"^[A-Z_]+: ")
@@ -105,7 +111,10 @@ _STATUS_PREFIX: Final = re.compile(r"^[A-Z_]+: ")
 # ----------------------------------------------------------------------------- names
 
 
+@functools.lru_cache(maxsize=4096)
 def _escape_part(part: str) -> str:
+    if _PLAIN.fullmatch(part) is not None:
+        return part  # the common case: already an identifier
     if part in _RESERVED:
         return f"__{part}__"
     text = part.replace("__", "__underscores__").replace("-", "__dash__")
@@ -129,6 +138,9 @@ def cel_name(ref: Ref) -> str:
     qualified name in CEL too)."""
     parts = [p for part in ref.path for p in part.split(".")]
     return ".".join(_escape_part(p) for p in parts)
+
+
+_cel_name = functools.lru_cache(maxsize=8192)(cel_name)
 
 
 def _dotted(name: str) -> str:
@@ -200,12 +212,7 @@ class Scope:
             external=frozenset(external),
         )
 
-    def _type(self, ref: Ref) -> Any:
-        if ref.kind == "result" and ref.step in self.matrixed:
-            return cel.Type.List(cel.Type.STRING)
-        return cel.Type.STRING
-
-    @cached_property
+    @functools.cached_property
     def variables(self) -> dict[str, Ref]:
         """Every declared variable, by CEL name."""
         refs: list[Ref] = [Ref.param(p) for p in self.params]
@@ -224,13 +231,18 @@ class Scope:
             return self._env
         return self._make_env([*self.variables.values(), *extra])
 
-    @cached_property
+    @functools.cached_property
     def _env(self) -> Any:
         return self._make_env(self.variables.values())
 
     def _make_env(self, refs: Iterable[Ref]) -> Any:
+        string, strings = cel.Type.STRING, cel.Type.List(cel.Type.STRING)
+        matrixed = self.matrixed
         return cel.NewEnv(
-            variables={cel_name(r): self._type(r) for r in refs},
+            variables={
+                cel_name(r): strings if r.kind == "result" and r.step in matrixed else string
+                for r in refs
+            },
             extensions=[ext_strings.ExtStrings(), ext_math.ExtMath()],
         )
 
@@ -614,7 +626,7 @@ def evaluate(compiled: Compiled, values: Mapping[Ref, str | Sequence[str]]) -> b
     data: dict[str, Any] = {}
     for ref in compiled.references:
         value = values[ref]
-        data[cel_name(ref)] = value if isinstance(value, str) else list(value)
+        data[_cel_name(ref)] = value if isinstance(value, str) else list(value)
     try:
         result = compiled._program.eval(data=data)
         kind = _type_name(result.type())
