@@ -286,3 +286,16 @@ def test_evaluate_never_raises_and_matches_python(value: str, listed: list[str])
 def test_double_threshold_agrees_with_python(x: float) -> None:
     compiled = ok("double(tasks.evaluate.results.auc) >= 0.8")
     assert evaluate(compiled, {AUC: repr(x)}) is (x >= 0.8)
+
+
+@given(st.binary(max_size=200))
+def test_reading_the_reference_map_never_raises(blob: bytes) -> None:
+    assert isinstance(when._reference_names(blob), set)
+
+
+def test_the_reference_map_is_read_from_the_bindings_serialised_form() -> None:
+    # Pins the reading of cel-expr-python's serialisation (a CheckedExpr in an Any): a new
+    # version that changes it fails here, not silently with no dependencies.
+    compiled = ok('double(tasks.evaluate.results.auc) > 0.5 && params.env.startsWith("p")')
+    names = when._reference_names(compiled._program.serialize())
+    assert names == {"tasks.evaluate.results.auc", "params.env"}
