@@ -150,6 +150,7 @@ def test_positions_are_mapped_back_through_rewritten_references() -> None:
         ('tasks.train.status == "Succeeded"', "only known to finally tasks"),
         ('params.envv == "prod"', 'no parameter "envv" (did you mean "env"?)'),
         ('tasks.my-step.phase == "x"', "a name with '-' is written $(tasks.my-step....)"),
+        ('params.my-param == "x"', "a name with '-' is written $(params.my-param)"),
         ('tasks.train.result.loss == "x"', "a task has results.NAME, phase"),
         ("", "the condition is empty"),
         ("x" * (when.MAX_EXPRESSION + 1), "longer than 4096 characters"),

@@ -389,11 +389,13 @@ def _explain_undeclared(name: str, scope: Scope) -> tuple[str, bool]:
     parts = name.split(".")
     if parts[0] == "params" and len(parts) > 1:
         param = ".".join(parts[1:])
-        return (
-            f"the pipeline has no parameter {json.dumps(param)}"
-            + _did_you_mean(param, scope.params),
-            False,
+        longer = sorted(p for p in scope.params if p.startswith(param + "-"))
+        hint = (
+            f" (a name with '-' is written $(params.{longer[0]}))"
+            if longer
+            else _did_you_mean(param, scope.params)
         )
+        return f"the pipeline has no parameter {json.dumps(param)}{hint}", False
     if parts[0] != "tasks" or len(parts) < 2:
         return "", False
     if parts[1:] == ["status"]:
