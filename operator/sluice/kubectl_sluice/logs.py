@@ -146,8 +146,11 @@ def run(conn: Conn, ns: str, args: argparse.Namespace) -> int:
     if args.failed:
         steps = [s for s in steps if s.phase in ("Failed", "Retrying")]
         if not steps:
-            what = f"Step {args.step} has" if args.step else f"No step of {v.name} has"
-            print(f"{what} not failed (phase {v.phase or '-'}).", file=sys.stderr)
+            if args.step:
+                phase = _find_step(v, args.step).phase
+                print(f"Step {args.step} has not failed (phase {phase}).", file=sys.stderr)
+            else:
+                print(f"No step of {v.name} has failed (phase {v.phase or '-'}).", file=sys.stderr)
             return 0
     color = sys.stdout.isatty() and not __import__("os").environ.get("NO_COLOR")
     out = _Out(prefixed=args.step is None, color=color)

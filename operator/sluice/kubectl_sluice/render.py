@@ -412,6 +412,8 @@ def step_message(v: PipelineView, step: Step, now: datetime) -> str:
     if step.phase == "Blocked":
         return _blocked_by(v, step)
     detail = one_line(step.message)
+    if v.namespace:  # "for pod NS/NAME": the namespace is known, the name is what tells
+        detail = detail.replace(f" {v.namespace}/", " ")
     reason = step.reason or ""
     text = f"{reason}: {detail}" if reason and detail else reason or detail
     if step.phase == "Retrying":
@@ -462,7 +464,7 @@ def render_get(v: PipelineView, now: datetime, style: Style = PLAIN) -> list[str
             extra.append(f"{v.pending_request} requested, not yet picked up")
         head("Phase", shown + (f" ({', '.join(extra)})" if extra else ""))
     else:
-        head("Phase", "no status yet (is the operator running?)")
+        head("Phase", "no status yet (the operator has not written one)")
     head("Progress", v.progress or f"0/{len(v.steps)}")
     head("Run", str(v.run) if v.run else "-")
     age = duration(_span(v.created_at, None, now)) if v.created_at else "-"
