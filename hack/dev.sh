@@ -8,9 +8,14 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 export KUBECONFIG="$ROOT/.cluster/kubeconfig"
 
+# The first time, this compiles the control plane (minutes): show its progress.
+echo "==> building the local control plane if needed (a cold build takes several minutes)"
+python3 hack/cluster/cluster.py build
+echo "==> starting the local control plane"
 python3 hack/cluster/cluster.py up >/dev/null
 BIN=$(python3 hack/cluster/cluster.py bin | grep kubernetes-)
-export PATH="$BIN:$PATH"
+# kubectl matching the server, and the `kubectl sluice` plugin (kubectl-sluice) after it.
+export PATH="$BIN:$PATH:$ROOT/.venv/bin"
 echo "==> control plane up; installing the CRDs"
 kubectl apply --server-side --force-conflicts -f crds/ >/dev/null
 kubectl wait --for=condition=Established crd/pipelines.sluice.dev crd/tasks.sluice.dev >/dev/null
@@ -32,22 +37,22 @@ if kubectl get pipeline churn-model -o jsonpath='{.status.phase}' 2>/dev/null | 
   echo "==> churn-model has run already; starting a fresh run"
   kubectl annotate pipeline churn-model --overwrite "sluice.dev/rerun=$(date +%s)" >/dev/null
 fi
-echo "==> watching it (Ctrl-C stops watching, not the operator)"
-last=""
-for _ in $(seq 1 240); do
-  line=$(kubectl get pipeline churn-model --no-headers 2>/dev/null || true)
-  if [[ "$line" != "$last" ]]; then echo "$line"; last=$line; fi
-  case "$line" in *Succeeded*|*Degraded*|*Failed*) break ;; esac
-  sleep 0.5
-done
+echo "==> watching it: kubectl sluice get -w churn-model (Ctrl-C stops watching, not the operator)"
+kubectl sluice get -w churn-model
 echo
-kubectl get jobs -l sluice.dev/pipeline=churn-model
+echo "==> what its steps printed: kubectl sluice logs churn-model"
+kubectl sluice logs churn-model
 cat <<MSG
 
 Try next:
-  export KUBECONFIG=$KUBECONFIG PATH=$BIN:\$PATH
-  kubectl get pipelines            # or: kubectl get pl
-  kubectl describe pipeline churn-model
-  kubectl apply -f examples/degraded-and-recovered.yaml   # watch a failure, then fix it
+  export KUBECONFIG=$KUBECONFIG PATH=$BIN:\$PATH:$ROOT/.venv/bin
+  kubectl sluice list                               # or: kubectl get pl
+  kubectl sluice get churn-model                    # the DAG as a tree
+  kubectl sluice logs churn-model train             # one step's log (-f follows it)
+  kubectl apply -f examples/degraded-and-recovered.yaml
+  kubectl sluice get -w nightly                     # a failure, retries, then Degraded
+  kubectl sluice logs nightly --failed
+  kubectl sluice retry nightly                      # or fix the Task: it resumes by itself
+  kubectl sluice graph churn-model --format mermaid
   make dev-down                    # stop the operator (make cluster-down: everything)
 MSG

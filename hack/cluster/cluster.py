@@ -58,7 +58,16 @@ NODE_COUNT = int(os.environ.get("SLUICE_CLUSTER_NODES", "2"))
 # mark their Jobs complete (and so measure the operator, not the simulator).
 CONTROLLERS = os.environ.get("SLUICE_CLUSTER_CONTROLLERS", "*")
 READY_TIMEOUT = float(os.environ.get("SLUICE_CLUSTER_READY_TIMEOUT", "120"))
-COMPONENTS = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"]
+COMPONENTS = [
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kwok",
+    "sim-logs",
+]
+# Components that are Python scripts beside this file rather than built binaries.
+SCRIPTS = {"sim-logs": HERE / "sim_logs.py"}
 
 
 def log(msg: str) -> None:
@@ -297,6 +306,15 @@ def _make_pki(pki: Path) -> None:
     issue("controller-manager", "/CN=system:kube-controller-manager", client_ext)
     issue("scheduler", "/CN=system:kube-scheduler", client_ext)
     issue("kwok", "/O=system:masters/CN=kwok", client_ext)
+    # kwok's server is the nodes' kubelet (it serves pod logs): its serving certificate,
+    # and the client certificate the API server presents to it.
+    issue(
+        "kwok-serving",
+        "/CN=kwok-kubelet",
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    issue("apiserver-kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet", client_ext)
     _openssl("genrsa", "-out", str(pki / "sa.key"), "2048")
     _openssl("rsa", "-in", str(pki / "sa.key"), "-pubout", "-out", str(pki / "sa.pub"))
 
@@ -346,12 +364,15 @@ def _alive(name: str) -> bool:
         return True
     # A zombie or a recycled pid is not our component.
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+        cmdline_all = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        cmdline = cmdline_all[0]
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return False
     if stat.split(")")[-1].split()[0] == "Z":
         return False
+    if name in SCRIPTS:
+        return cmdline_all[1:2] == [str(SCRIPTS[name])]
     return Path(cmdline).name == name
 
 
@@ -366,8 +387,9 @@ def _start(name: str, args: list[str]) -> None:
     # Kept so `restart NAME` can bring a component back exactly as it was.
     _pidfile(name).with_suffix(".args").write_text(json.dumps(args))
     with open(logs / f"{name}.log", "ab") as out:
+        argv = [sys.executable, str(SCRIPTS[name])] if name in SCRIPTS else [str(binary(name))]
         proc = subprocess.Popen(
-            [str(binary(name)), *args],
+            [*argv, *args],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -502,7 +524,7 @@ def up() -> None:
         raise SystemExit(f"ports in use: {', '.join(busy)} (set SLUICE_CLUSTER_PORT_BASE)")
     STATE.mkdir(parents=True, exist_ok=True)
     pki = STATE / "pki"
-    if not (pki / "ca.crt").exists():
+    if not (pki / "kwok-serving.crt").exists():  # none yet, or from before kwok served logs
         _make_pki(pki)
     for user in ("admin", "controller-manager", "scheduler", "kwok"):
         _kubeconfig(STATE / ("kubeconfig" if user == "admin" else f"{user}.kubeconfig"), pki, user)
@@ -548,6 +570,12 @@ def up() -> None:
             # and fairness queue our own test traffic.
             "--max-requests-inflight=1000",
             "--max-mutating-requests-inflight=500",
+            # `kubectl logs`: the nodes' kubelet is kwok's server, on 127.0.0.1 (the nodes'
+            # InternalIP; their Hostname resolves nowhere).
+            "--kubelet-preferred-address-types=InternalIP",
+            f"--kubelet-certificate-authority={pki / 'ca.crt'}",
+            f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
             "--v=1",
         ],
     )
@@ -584,6 +612,9 @@ def up() -> None:
             "--v=1",
         ],
     )
+    # kwok serves pod logs from the files sim-logs writes, as its `Logs` objects say.
+    _kubectl("apply", "-f", str(HERE / "kwok-logs-crd.yaml"))
+    _kubectl("wait", "--for=condition=Established", "crd/logs.kwok.x-k8s.io")
     _start(
         "kwok",
         [
@@ -591,8 +622,23 @@ def up() -> None:
             f"--config={HERE / 'kwok-stages.yaml'}",
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             f"--server-address=127.0.0.1:{PORTS['kwok']}",
+            f"--tls-cert-file={pki / 'kwok-serving.crt'}",
+            f"--tls-private-key-file={pki / 'kwok-serving.key'}",
+            # The nodes' kubelet endpoint (status.daemonEndpoints, status.addresses).
+            f"--node-port={PORTS['kwok']}",
+            "--node-ip=127.0.0.1",
+            "--enable-crds=Logs",
             "--cidr=10.244.0.0/16",
-            "--node-ip=10.0.1.1",
+        ],
+    )
+    _start(
+        "sim-logs",
+        [
+            f"--server=https://127.0.0.1:{PORTS['apiserver']}",
+            f"--ca={pki / 'ca.crt'}",
+            f"--cert={pki / 'kwok.crt'}",
+            f"--key={pki / 'kwok.key'}",
+            f"--dir={STATE / 'sim-logs'}",
         ],
     )
     nodes = "\n---\n".join(

@@ -188,3 +188,30 @@ def test_cluster_down_then_up_works_again(tmp_path: os.PathLike[str], cluster: C
     r = cluster.kubectl("--kubeconfig", str(kubeconfig), "get", "nodes", "-o", "name")
     assert "node/kwok-node-0" in r.stdout
     run_cluster_script("down", env=env)
+
+
+def test_kubectl_logs_shows_what_the_simulated_container_prints(
+    api_client: client.ApiClient, cluster: Cluster, namespace: str
+) -> None:
+    batch, core = client.BatchV1Api(api_client), client.CoreV1Api(api_client)
+    talk = _job("talk", annotations={"sim.sluice.dev/log": "hello\nworld"})
+    talk["spec"]["template"]["spec"]["containers"][0]["command"] = ["echo", "hi there"]
+    batch.create_namespaced_job(namespace, talk)
+    batch.create_namespaced_job(
+        namespace,
+        _job("bad", {"sim.sluice.dev/outcome": "fail"}, {"sim.sluice.dev/exit-code": "42"}),
+    )
+    for name in ("talk", "bad"):
+        wait_for(lambda n=name: _condition(batch, namespace, n), timeout=60, what=f"job {name}")
+
+    # Served by kwok, as each node's kubelet, from the file sim-logs wrote for the pod.
+    assert cluster.kubectl("logs", "-n", namespace, "job/talk").stdout == (
+        "+ echo 'hi there'\nhello\nworld\n"
+    )
+    assert cluster.kubectl("logs", "-n", namespace, "job/bad").stdout == (
+        "+ (busybox:1.36)\nsim: failing with exit code 42 (Error)\n"
+    )
+    # The API server reaches that kubelet on the loopback address only.
+    for node in core.list_node().items:
+        assert [(a.type, a.address) for a in node.status.addresses] == [("InternalIP", "127.0.0.1")]
+        assert node.status.daemon_endpoints.kubelet_endpoint.port > 0

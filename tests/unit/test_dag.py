@@ -8,6 +8,7 @@ import sys
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sluice.core import dag
 from sluice.core.dag import dependents, find_cycle, format_cycle
 
 # The README example: a chain with a side branch.
@@ -161,3 +162,24 @@ def test_one_back_edge_makes_find_cycle_return_a_real_cycle(
     cycle = find_cycle(deps)
     assert cycle is not None
     assert_is_cycle(deps, cycle)
+
+
+def test_topological_order_keeps_a_valid_declared_order() -> None:
+    deps = {"a": [], "b": ["a"], "c": ["a"], "d": ["b", "c"]}
+    assert dag.topological_order(deps) == ["a", "b", "c", "d"]
+
+
+def test_topological_order_puts_dependencies_first_and_breaks_ties_by_declaration() -> None:
+    deps = {"d": ["b", "c"], "c": ["a"], "b": ["a"], "a": []}
+    assert dag.topological_order(deps) == ["a", "c", "b", "d"]
+
+
+def test_topological_order_is_none_on_a_cycle_and_ignores_unknown_names() -> None:
+    assert dag.topological_order({"a": ["b"], "b": ["a"]}) is None
+    assert dag.topological_order({"a": ["ghost"], "b": ["a"]}) == ["a", "b"]
+
+
+def test_ancestors_are_every_transitive_dependency_but_the_step_itself() -> None:
+    deps = {"a": [], "b": ["a"], "c": ["b", "ghost"], "d": []}
+    assert dag.ancestors(deps, "c") == {"a", "b"}
+    assert dag.ancestors(deps, "d") == set()

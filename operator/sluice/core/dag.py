@@ -14,10 +14,11 @@ Everything is iterative: a 10,000-step chain must not hit the recursion limit.
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 
-__all__ = ["dependents", "find_cycle", "format_cycle"]
+__all__ = ["ancestors", "dependents", "find_cycle", "format_cycle", "topological_order"]
 
 Deps = Mapping[str, Sequence[str]]
 
@@ -94,3 +95,46 @@ def dependents(deps: Deps, names: Iterable[str]) -> set[str]:
                 seen.add(child)
                 queue.append(child)
     return seen - roots
+
+
+def topological_order(deps: Deps) -> list[str] | None:
+    """Steps with every step after its dependencies, or None on a cycle.
+
+    Kahn's algorithm that always emits the earliest-declared ready step, so a pipeline
+    declared in a valid order comes back exactly as declared (``kubectl sluice`` draws
+    its tree in this order). Unknown names are ignored.
+    """
+    index = {name: i for i, name in enumerate(deps)}
+    names = list(deps)
+    pending = dict.fromkeys(deps, 0)
+    children: dict[str, list[str]] = {name: [] for name in deps}
+    for name in deps:
+        for dep in set(deps[name]):
+            if dep in deps:
+                pending[name] += 1
+                children[dep].append(name)
+    heap = [index[name] for name in deps if pending[name] == 0]
+    heapq.heapify(heap)
+    order: list[str] = []
+    while heap:
+        name = names[heapq.heappop(heap)]
+        order.append(name)
+        for child in children[name]:
+            pending[child] -= 1
+            if pending[child] == 0:
+                heapq.heappush(heap, index[child])
+    return order if len(order) == len(deps) else None
+
+
+def ancestors(deps: Deps, name: str) -> set[str]:
+    """Every known step ``name`` transitively depends on (not ``name`` itself): what
+    ``kubectl sluice`` names as the cause of a Blocked step."""
+    seen: set[str] = set()
+    queue = deque([name])
+    while queue:
+        for dep in deps.get(queue.popleft(), ()):
+            if dep in deps and dep not in seen:
+                seen.add(dep)
+                queue.append(dep)
+    seen.discard(name)
+    return seen

@@ -1,0 +1,657 @@
+"""What ``kubectl sluice`` shows: pure functions from Pipeline objects (plain dicts, as the
+API server returns them) and a clock reading to lines of text.
+
+Nothing here talks to the API server or reads the terminal: the caller passes a
+:class:`Style` (colour or not, Unicode or ASCII, the terminal's width) and ``now``, so
+every layout is unit-tested against golden files.
+
+The status is read leniently from the raw dict (not through the pydantic models, whose
+``extra="forbid"`` would make an older plugin fail on a newer operator's status fields).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Final
+
+from sluice.api import RERUN_ANNOTATION, RETRY_ANNOTATION, parse_rfc3339
+from sluice.core import dag
+
+__all__ = [
+    "ASCII",
+    "PLAIN",
+    "PipelineView",
+    "Step",
+    "Style",
+    "changes",
+    "duration",
+    "layout",
+    "render_get",
+    "render_list",
+    "to_dot",
+    "to_mermaid",
+    "view",
+]
+
+# ----------------------------------------------------------------------------- style
+
+_RESET: Final = "\x1b[0m"
+_COLOURS: Final = {
+    "Succeeded": "\x1b[32m",  # green
+    "Running": "\x1b[36m",  # cyan
+    "Retrying": "\x1b[33m",  # yellow
+    "Pending": "\x1b[2m",  # dim
+    "Failed": "\x1b[31m",  # red
+    "Degraded": "\x1b[31m",
+    "Blocked": "\x1b[35m",  # magenta
+    "Skipped": "\x1b[2m",
+}
+_BOLD: Final = "\x1b[1m"
+_DIM: Final = "\x1b[2m"
+
+_SYMBOLS: Final = {
+    "Succeeded": "✔",
+    "Running": "●",
+    "Retrying": "↻",
+    "Pending": "○",
+    "Failed": "✖",
+    "Degraded": "✖",
+    "Blocked": "⊘",
+    "Skipped": "⤼",
+}
+_ASCII_SYMBOLS: Final = {
+    "Succeeded": "+",
+    "Running": "*",
+    "Retrying": "~",
+    "Pending": ".",
+    "Failed": "x",
+    "Degraded": "x",
+    "Blocked": "!",
+    "Skipped": "-",
+}
+
+MAX_NAME: Final = 48
+"""Widest step cell (tree prefix included) before names are shortened."""
+MAX_PARENTS_SHOWN: Final = 3
+
+
+@dataclass(frozen=True)
+class Style:
+    """How to draw: ANSI colour, Unicode symbols and lines, and a width to fit (None: any)."""
+
+    color: bool = False
+    unicode: bool = True
+    width: int | None = None
+
+    def symbol(self, phase: str) -> str:
+        table = _SYMBOLS if self.unicode else _ASCII_SYMBOLS
+        return table.get(phase, "?")
+
+    def paint(self, phase: str, text: str) -> str:
+        if not self.color or not text:
+            return text
+        code = _COLOURS.get(phase)
+        return f"{code}{text}{_RESET}" if code else text
+
+    def bold(self, text: str) -> str:
+        return f"{_BOLD}{text}{_RESET}" if self.color and text else text
+
+    def dim(self, text: str) -> str:
+        return f"{_DIM}{text}{_RESET}" if self.color and text else text
+
+
+PLAIN: Final = Style()
+ASCII: Final = Style(unicode=False)
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def visible_len(text: str) -> int:
+    return len(_ANSI.sub("", text))
+
+
+def fit(line: str, width: int | None) -> str:
+    """``line`` cut to ``width`` visible characters (ANSI codes kept, closed if cut)."""
+    if width is None or visible_len(line) <= width:
+        return line
+    out: list[str] = []
+    shown = 0
+    i = 0
+    coloured = False
+    while i < len(line) and shown < width - 1:
+        m = _ANSI.match(line, i)
+        if m:
+            out.append(m.group())
+            coloured = m.group() != _RESET
+            i = m.end()
+            continue
+        out.append(line[i])
+        shown += 1
+        i += 1
+    out.append("…")
+    if coloured:
+        out.append(_RESET)
+    return "".join(out)
+
+
+def one_line(text: str | None) -> str:
+    """A message on one line: newlines and runs of blanks become single spaces."""
+    return " ".join((text or "").split())
+
+
+# ----------------------------------------------------------------------------- the model
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    depends_on: tuple[str, ...] = ()
+    phase: str = "Pending"
+    attempts: int = 0
+    job: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    next_retry_at: datetime | None = None
+    reason: str | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class PipelineView:
+    name: str
+    namespace: str = ""
+    phase: str | None = None
+    run: int = 0
+    progress: str | None = None
+    message: str | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    generation: int | None = None
+    observed_generation: int | None = None
+    suspend: bool = False
+    pending_request: str | None = None
+    """A retry or rerun asked for (annotation) that the operator has not acted on yet."""
+    steps: tuple[Step, ...] = field(default_factory=tuple)
+    next_run_at: datetime | None = None
+
+    @property
+    def deps(self) -> dict[str, list[str]]:
+        return {s.name: list(s.depends_on) for s in self.steps}
+
+    @property
+    def seen(self) -> bool:
+        """Whether the operator has written a status for it at all."""
+        return self.phase is not None
+
+    @property
+    def settled(self) -> bool:
+        """The run has finished, as the operator sees the current spec and annotations."""
+        return (
+            self.finished_at is not None
+            and self.pending_request is None
+            and (
+                self.generation is None
+                or self.observed_generation is None
+                or self.observed_generation >= self.generation
+            )
+        )
+
+    def step(self, name: str) -> Step | None:
+        return next((s for s in self.steps if s.name == name), None)
+
+
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return parse_rfc3339(value)
+    except ValueError:
+        return None
+
+
+def _int(value: Any, default: int = 0) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def view(obj: Mapping[str, Any]) -> PipelineView:
+    """A Pipeline object (as the API server returns it) as a :class:`PipelineView`.
+
+    Total: missing or malformed fields read as absent, never raise.
+    """
+    meta = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
+    spec = obj.get("spec") if isinstance(obj.get("spec"), Mapping) else {}
+    status = obj.get("status") if isinstance(obj.get("status"), Mapping) else {}
+    assert isinstance(meta, Mapping) and isinstance(spec, Mapping) and isinstance(status, Mapping)
+    recorded: dict[str, Mapping[str, Any]] = {}
+    for t in status.get("tasks") or []:
+        if isinstance(t, Mapping) and isinstance(t.get("name"), str):
+            recorded[t["name"]] = t
+    steps: list[Step] = []
+    names: list[str] = []
+    for t in spec.get("tasks") or []:
+        if not isinstance(t, Mapping) or not isinstance(t.get("name"), str):
+            continue
+        names.append(t["name"])
+        deps = tuple(d for d in t.get("dependsOn") or [] if isinstance(d, str))
+        st = recorded.get(t["name"], {})
+        steps.append(
+            Step(
+                name=t["name"],
+                depends_on=deps,
+                phase=_str(st.get("phase")) or "Pending",
+                attempts=_int(st.get("attempts")),
+                job=_str(st.get("job")),
+                started_at=_time(st.get("startedAt")),
+                finished_at=_time(st.get("finishedAt")),
+                next_retry_at=_time(st.get("nextRetryAt")),
+                reason=_str(st.get("reason")),
+                message=_str(st.get("message")),
+            )
+        )
+    annotations = meta.get("annotations") if isinstance(meta.get("annotations"), Mapping) else {}
+    assert isinstance(annotations, Mapping)
+    pending = None
+    rerun, retry = annotations.get(RERUN_ANNOTATION), annotations.get(RETRY_ANNOTATION)
+    if status.get("phase") is not None:
+        if rerun is not None and rerun != status.get("handledRerun"):
+            pending = "rerun"
+        elif retry is not None and retry != status.get("handledRetry"):
+            pending = "retry"
+    return PipelineView(
+        name=str(meta.get("name") or ""),
+        namespace=str(meta.get("namespace") or ""),
+        phase=_str(status.get("phase")),
+        run=_int(status.get("run")),
+        progress=_str(status.get("progress")),
+        message=_str(status.get("message")),
+        created_at=_time(meta.get("creationTimestamp")),
+        started_at=_time(status.get("startedAt")),
+        finished_at=_time(status.get("finishedAt")),
+        generation=meta.get("generation") if isinstance(meta.get("generation"), int) else None,
+        observed_generation=(
+            status.get("observedGeneration")
+            if isinstance(status.get("observedGeneration"), int)
+            else None
+        ),
+        suspend=spec.get("suspend") is True,
+        pending_request=pending,
+        steps=tuple(steps),
+        next_run_at=_time(status.get("nextRunAt")),
+    )
+
+
+# ----------------------------------------------------------------------------- durations
+
+
+def duration(seconds: float | None) -> str:
+    """``45s``, ``3m12s``, ``2h5m``, ``3d4h``: as kubectl shows ages (two units at most)."""
+    if seconds is None:
+        return "-"
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    m, s = divmod(s, 60)
+    if m < 60:
+        return f"{m}m{s}s" if s else f"{m}m"
+    h, m = divmod(m, 60)
+    if h < 24:
+        return f"{h}h{m}m" if m else f"{h}h"
+    d, h = divmod(h, 24)
+    return f"{d}d{h}h" if h else f"{d}d"
+
+
+def _span(start: datetime | None, end: datetime | None, now: datetime) -> float | None:
+    if start is None:
+        return None
+    return ((end or now) - start).total_seconds()
+
+
+# ----------------------------------------------------------------------------- layout
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the tree: a step, the lines drawn before it, and its parents if many."""
+
+    step: Step
+    prefix: str
+    joins: tuple[str, ...] = ()
+
+
+def _order(steps: Sequence[Step]) -> list[str]:
+    deps = {s.name: list(s.depends_on) for s in steps}
+    return dag.topological_order(deps) or list(deps)  # a cycle: the declared order
+
+
+def layout(steps: Sequence[Step], unicode: bool = True) -> list[Row]:
+    """The DAG as a tree: a step with one parent is drawn under it; a step with several
+    parents (or none) starts a tree of its own, after all of its parents, and names them.
+
+    Iterative, so a chain of thousands of steps does not hit the recursion limit.
+    """
+    by_name = {s.name: s for s in steps}
+    order = _order(steps)
+    position = {n: i for i, n in enumerate(order)}
+    parents = {
+        s.name: [d for d in dict.fromkeys(s.depends_on) if d in by_name and d != s.name]
+        for s in steps
+    }
+    children: dict[str, list[str]] = {n: [] for n in by_name}
+    roots: list[str] = []
+    for name in order:
+        ps = parents[name]
+        if len(ps) == 1:
+            children[ps[0]].append(name)
+        else:
+            roots.append(name)
+    if unicode:
+        tee, last, bar, gap = "├─", "└─", "│ ", "  "
+    else:
+        tee, last, bar, gap = "|-", "`-", "| ", "  "
+    rows: list[Row] = []
+    placed: set[str] = set()
+    for root in sorted(roots, key=position.__getitem__):
+        # (name, prefix for the name, prefix for its children)
+        stack: list[tuple[str, str, str]] = [(root, "", "")]
+        while stack:
+            name, prefix, child_prefix = stack.pop()
+            if name in placed:
+                continue
+            placed.add(name)
+            joins = tuple(parents[name]) if len(parents[name]) > 1 else ()
+            rows.append(Row(by_name[name], prefix, joins))
+            kids = children[name]
+            for i in range(len(kids) - 1, -1, -1):
+                is_last = i == len(kids) - 1
+                stack.append(
+                    (
+                        kids[i],
+                        child_prefix + (last if is_last else tee),
+                        child_prefix + (gap if is_last else bar),
+                    )
+                )
+    # Anything a cycle left out, at the end, flat.
+    rows.extend(Row(by_name[n], "") for n in order if n not in placed)
+    return rows
+
+
+def _joins_note(joins: Sequence[str], unicode: bool) -> str:
+    if not joins:
+        return ""
+    shown = list(joins[:MAX_PARENTS_SHOWN])
+    more = len(joins) - len(shown)
+    text = ", ".join(shown) + (f", +{more}" if more else "")
+    return (" ← " if unicode else " <- ") + text
+
+
+def _blocked_by(v: PipelineView, step: Step) -> str:
+    failed = {s.name for s in v.steps if s.phase == "Failed"}
+    culprits = [n for n in _order(v.steps) if n in failed and n in dag.ancestors(v.deps, step.name)]
+    if not culprits:
+        return one_line(step.message) or "an upstream step failed"
+    names = ", ".join(culprits[:MAX_PARENTS_SHOWN])
+    if len(culprits) > MAX_PARENTS_SHOWN:
+        names += f" and {len(culprits) - MAX_PARENTS_SHOWN} more"
+    return f"blocked by {names} (Failed)"
+
+
+def step_message(v: PipelineView, step: Step, now: datetime) -> str:
+    """The one-line explanation shown for a step (empty for a step doing fine)."""
+    if step.phase == "Blocked":
+        return _blocked_by(v, step)
+    detail = one_line(step.message)
+    if v.namespace:  # "for pod NS/NAME": the namespace is known, the name is what tells
+        detail = detail.replace(f" {v.namespace}/", " ")
+    reason = step.reason or ""
+    text = f"{reason}: {detail}" if reason and detail else reason or detail
+    if step.phase == "Retrying":
+        when = ""
+        if step.next_retry_at is not None:
+            left = (step.next_retry_at - now).total_seconds()
+            when = f"next attempt in {duration(left)}" if left > 0 else "next attempt now"
+        return "; ".join(p for p in (when, text) if p)
+    if step.phase in ("Failed", "Skipped"):
+        return text
+    return ""
+
+
+def _shorten(name: str, width: int) -> str:
+    return name if len(name) <= width else name[: max(1, width - 1)] + "…"
+
+
+def _table(rows: Sequence[Sequence[str]], visible: Sequence[Sequence[str]]) -> list[str]:
+    """Columns padded to the widest visible cell; the last column is not padded."""
+    if not rows:
+        return []
+    widths = [max(len(r[i]) for r in visible) for i in range(len(visible[0]))]
+    out = []
+    for painted, plain in zip(rows, visible, strict=True):
+        cells = [
+            p + " " * (widths[i] - len(plain[i])) if i < len(painted) - 1 else p
+            for i, p in enumerate(painted)
+        ]
+        out.append("  ".join(cells).rstrip())
+    return out
+
+
+def render_get(v: PipelineView, now: datetime, style: Style = PLAIN) -> list[str]:
+    """``kubectl sluice get``: a header, then the steps as a tree, one line each."""
+    phase = v.phase or "Unknown"
+    lines: list[str] = []
+
+    def head(key: str, value: str) -> None:
+        lines.append(f"{style.bold((key + ':').ljust(10))} {value}".rstrip())
+
+    head("Pipeline", f"{v.name}" + (f" (namespace {v.namespace})" if v.namespace else ""))
+    if v.seen:
+        shown = style.paint(phase, f"{style.symbol(phase)} {phase}")
+        extra = []
+        if v.suspend:
+            extra.append("suspended")
+        if v.pending_request:
+            extra.append(f"{v.pending_request} requested, not yet picked up")
+        head("Phase", shown + (f" ({', '.join(extra)})" if extra else ""))
+    else:
+        head("Phase", "no status yet (the operator has not written one)")
+    head("Progress", v.progress or f"0/{len(v.steps)}")
+    head("Run", str(v.run) if v.run else "-")
+    age = duration(_span(v.created_at, None, now)) if v.created_at else "-"
+    run_time = _span(v.started_at, v.finished_at, now)
+    head(
+        "Age",
+        age
+        + (
+            f" (this run: {duration(run_time)}{'' if v.finished_at else ' so far'})"
+            if run_time is not None
+            else ""
+        ),
+    )
+    if (
+        v.generation is not None
+        and v.observed_generation is not None
+        and v.observed_generation < v.generation
+    ):
+        head("Note", "the spec changed; the operator has not caught up yet")
+    head("Message", one_line(v.message) or "-")
+    lines.append("")
+
+    unicode = style.unicode
+    painted: list[list[str]] = []
+    plain: list[list[str]] = []
+    header = ["STEP", "PHASE", "ATTEMPTS", "DURATION", "JOB", "MESSAGE"]
+    painted.append([style.dim(h) for h in header])
+    plain.append(header)
+    for row in layout(v.steps, unicode):
+        s = row.step
+        sym = style.symbol(s.phase)
+        note = _joins_note(row.joins, unicode)
+        room = MAX_NAME - len(row.prefix) - len(sym) - 1 - len(note)
+        name = _shorten(s.name, max(room, 8))
+        cell_plain = f"{row.prefix}{sym} {name}{note}"
+        cell = f"{style.dim(row.prefix)}{style.paint(s.phase, sym)} {name}{style.dim(note)}"
+        dur = duration(_span(s.started_at, s.finished_at, now)) if s.started_at else "-"
+        msg = step_message(v, s, now)
+        values = [s.phase, str(s.attempts), dur, s.job or "-", msg]
+        painted.append([cell, style.paint(s.phase, s.phase), *values[1:]])
+        plain.append([cell_plain, *values])
+    lines.extend(_table(painted, plain))
+    return [fit(line, style.width) for line in lines]
+
+
+# ----------------------------------------------------------------------------- list
+
+
+def render_list(
+    views: Iterable[PipelineView], now: datetime, style: Style = PLAIN, namespaces: bool = False
+) -> list[str]:
+    """``kubectl sluice list``: one line per pipeline."""
+    vs = list(views)
+    schedules = any(v.next_run_at is not None for v in vs)
+    header = ["NAME", "PHASE", "PROGRESS", "RUN", "LAST RUN", "AGE"]
+    if namespaces:
+        header.insert(0, "NAMESPACE")
+    if schedules:
+        header.append("NEXT RUN")
+    header.append("MESSAGE")
+    painted = [[style.dim(h) for h in header]]
+    plain = [header]
+    for v in sorted(vs, key=lambda v: (v.namespace, v.name)):
+        phase = v.phase or "-"
+        run_time = _span(v.started_at, v.finished_at, now)
+        last = "-" if run_time is None else duration(run_time)
+        if run_time is not None and v.finished_at is None:
+            last += " (running)"
+        cells = [
+            v.name,
+            phase,
+            v.progress or f"0/{len(v.steps)}",
+            str(v.run) if v.run else "-",
+            last,
+            duration(_span(v.created_at, None, now)) if v.created_at else "-",
+        ]
+        if namespaces:
+            cells.insert(0, v.namespace)
+        if schedules:
+            cells.append(
+                "-" if v.next_run_at is None else "in " + duration(_span(now, v.next_run_at, now))
+            )
+        cells.append(one_line(v.message))
+        plain.append(cells)
+        col = 2 if namespaces else 1
+        p = list(cells)
+        p[col] = style.paint(phase, phase)
+        painted.append(p)
+    return [fit(line, style.width) for line in _table(painted, plain)]
+
+
+# ----------------------------------------------------------------------------- watch lines
+
+
+def changes(old: PipelineView | None, new: PipelineView, now: datetime) -> list[str]:
+    """What changed between two views, one line each (``get -w`` when not on a terminal)."""
+    stamp = now.strftime("%H:%M:%S")
+    out: list[str] = []
+    before = {s.name: s for s in old.steps} if old is not None else {}
+    if old is None or (old.phase, old.progress, old.run) != (new.phase, new.progress, new.run):
+        phase = new.phase or "no status yet"
+        msg = one_line(new.message)
+        out.append(
+            f"{stamp} pipeline {new.name}: {phase} {new.progress or '-'} (run {new.run or '-'})"
+            + (f": {msg}" if msg else "")
+        )
+    for s in new.steps:
+        prev = before.get(s.name)
+        if prev is not None and (prev.phase, prev.attempts) == (s.phase, s.attempts):
+            continue
+        if old is None and s.phase == "Pending":
+            continue
+        text = f"{stamp} step {s.name}: {prev.phase + ' -> ' if prev else ''}{s.phase}"
+        if s.attempts:
+            text += f" (attempt {s.attempts})"
+        msg = step_message(new, s, now)
+        out.append(text + (f": {msg}" if msg else ""))
+    return out
+
+
+# ----------------------------------------------------------------------------- graphs
+
+_DOT_FILL: Final = {
+    "Succeeded": "#c8e6c9",
+    "Running": "#bbdefb",
+    "Retrying": "#fff3c4",
+    "Pending": "#eeeeee",
+    "Failed": "#ffcdd2",
+    "Blocked": "#e1bee7",
+    "Skipped": "#f5f5f5",
+}
+
+
+def _with_phases(v: PipelineView) -> bool:
+    return v.seen
+
+
+def to_dot(v: PipelineView) -> str:
+    """Graphviz: ``kubectl sluice graph X --format dot | dot -Tsvg > x.svg``."""
+    lines = [f"digraph {json.dumps(v.name or 'pipeline')} {{", "  rankdir=LR;"]
+    lines.append('  node [shape=box, style="rounded,filled", fontname="Helvetica"];')
+    for s in v.steps:
+        label = f"{s.name}\\n{s.phase}" if _with_phases(v) else s.name
+        fill = _DOT_FILL.get(s.phase, "#eeeeee") if _with_phases(v) else "#ffffff"
+        lines.append(f'  {json.dumps(s.name)} [label="{label}", fillcolor="{fill}"];')
+    known = {s.name for s in v.steps}
+    for s in v.steps:
+        for d in s.depends_on:
+            if d in known:
+                lines.append(f"  {json.dumps(d)} -> {json.dumps(s.name)};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+_MERMAID_CLASS: Final = {
+    "Succeeded": "fill:#c8e6c9,stroke:#2e7d32",
+    "Running": "fill:#bbdefb,stroke:#1565c0",
+    "Retrying": "fill:#fff3c4,stroke:#f9a825",
+    "Pending": "fill:#eeeeee,stroke:#9e9e9e",
+    "Failed": "fill:#ffcdd2,stroke:#c62828",
+    "Blocked": "fill:#e1bee7,stroke:#6a1b9a",
+    "Skipped": "fill:#f5f5f5,stroke:#bdbdbd",
+}
+
+
+def _mermaid_text(text: str) -> str:
+    return text.replace('"', "#quot;")
+
+
+def to_mermaid(v: PipelineView) -> str:
+    """Mermaid (renders in GitHub Markdown inside a ```mermaid block)."""
+    ids = {s.name: f"s{i}" for i, s in enumerate(v.steps)}
+    lines = ["flowchart LR"]
+    used: set[str] = set()
+    for s in v.steps:
+        if _with_phases(v):
+            label = f"{_SYMBOLS.get(s.phase, '')} {s.name}<br/>{s.phase}"
+            cls = s.phase.lower()
+            used.add(s.phase)
+            lines.append(f'  {ids[s.name]}["{_mermaid_text(label)}"]:::{cls}')
+        else:
+            lines.append(f'  {ids[s.name]}["{_mermaid_text(s.name)}"]')
+    for s in v.steps:
+        for d in s.depends_on:
+            if d in ids:
+                lines.append(f"  {ids[d]} --> {ids[s.name]}")
+    for phase in sorted(used):
+        lines.append(f"  classDef {phase.lower()} {_MERMAID_CLASS.get(phase, '')}")
+    return "\n".join(lines) + "\n"
+
+
+def without_status(v: PipelineView) -> PipelineView:
+    return replace(v, phase=None)
