@@ -225,6 +225,53 @@ _REFINED: dict[str, dict[str, Any]] = {
     "prometheusRule.reconcile.errorRatio": {"type": "number", "minimum": 0, "maximum": 1},
     "prometheusRule.retries.threshold": {"type": "number", "minimum": 0},
 }
+# Prometheus' duration syntax (model.ParseDuration): units largest first, each
+# at most once; "0" alone is allowed. A window must not be zero. (Helm's
+# validator uses Go's regexp: no lookahead.)
+DURATION = "^(0|([0-9]+y)?([0-9]+w)?([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?([0-9]+ms)?)$"
+_DURATIONS = (
+    "serviceMonitor.interval",
+    "serviceMonitor.scrapeTimeout",
+    "prometheusRule.degradedHoldWhileDown",
+    "prometheusRule.failed.window",
+    "prometheusRule.retries.window",
+    "prometheusRule.restarts.window",
+    "prometheusRule.reconcile.window",
+    "prometheusRule.jobApiErrorsWindow",
+)
+_FORS = (
+    "prometheusRule.degradedFor",
+    "prometheusRule.failed.for",
+    "prometheusRule.retries.for",
+    "prometheusRule.operatorDownFor",
+    "prometheusRule.restarts.for",
+    "prometheusRule.leaderFor",
+    "prometheusRule.reconcile.errorsFor",
+    "prometheusRule.reconcile.stuckFor",
+    "prometheusRule.jobApiErrorsFor",
+)
+for _key in _DURATIONS:
+    _REFINED[_key] = {
+        "type": "string",
+        "minLength": 2,
+        "pattern": DURATION,
+        "not": {"pattern": "^[0a-z]+$"},  # zero
+    }
+for _key in _FORS:
+    _REFINED[_key] = {"type": "string", "minLength": 1, "pattern": DURATION}
+_REFINED["highAvailability.podAntiAffinity"] = {"enum": ["soft", "hard", "none"]}
+_REFINED["highAvailability.podDisruptionBudget.maxUnavailable"] = {
+    "type": ["integer", "string"],
+    "minimum": 1,
+    "pattern": "^[0-9]+%?$",
+}
+_REFINED["networkPolicy.apiServer.ports"] = {
+    "type": "array",
+    "items": {"type": "integer", "minimum": 1, "maximum": 65535},
+}
+_REFINED["networkPolicy.apiServer.cidrs"] = {"type": "array", "items": {"type": "string"}}
+_REFINED["prometheusRule.restarts.threshold"] = {"type": "integer", "minimum": 0}
+_REFINED["prometheusRule.runbookUrl"] = {"type": "string", "pattern": "^https?://[^#\\s]+$"}
 _JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array"}
 
 
@@ -318,6 +365,8 @@ LINT_CASES: dict[str, tuple[str, ...]] = {
         "grafanaDashboard.enabled=true",
     ),
     "no leader election": ("leaderElection.enabled=false",),
+    "high availability": ("replicaCount=2", "highAvailability.podAntiAffinity=hard"),
+    "network policy": ("networkPolicy.enabled=true", "webhook.enabled=true"),
     "admission webhook": ("webhook.enabled=true", "watch.namespaces={team-a}"),
     "existing ServiceAccount, own RBAC": (
         "serviceAccount.create=false",

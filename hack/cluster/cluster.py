@@ -93,6 +93,7 @@ class Tool:
     module: str  # the upstream module whose version is the pin
     packages: tuple[str, ...]  # main packages to build
     ldflags: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()  # extra build tags
 
     @property
     def version(self) -> str:
@@ -149,8 +150,33 @@ TOOLS = [
 ]
 
 
+def _prometheus_version() -> str:
+    """Prometheus 3.X.Y is its Go module's v0.3XX.Y (what `--version` should say)."""
+    v = _required_version(HERE / "prometheus", "github.com/prometheus/prometheus")
+    minor, patch = v.lstrip("v").split(".")[1:3]
+    return f"{int(minor) // 100}.{int(minor) % 100}.{patch}"
+
+
+# Test tools: built by `cluster.py build` (so by `make test`), not by `up`.
+# promtool and the Prometheus server check the chart's alerts and dashboard;
+# remove_all_sd leaves out the cloud service discoveries (static and file
+# targets are all the tests use), which halves the build.
+TEST_TOOLS = [
+    Tool(
+        "prometheus",
+        "github.com/prometheus/prometheus",
+        (
+            "github.com/prometheus/prometheus/cmd/prometheus",
+            "github.com/prometheus/prometheus/cmd/promtool",
+        ),
+        ldflags=(f"-X github.com/prometheus/common/version.Version={_prometheus_version()}",),
+        tags=("remove_all_sd",),
+    ),
+]
+
+
 def binary(name: str) -> Path:
-    for tool in TOOLS:
+    for tool in TOOLS + TEST_TOOLS:
         for b in tool.binaries():
             if b.name == name:
                 return b
@@ -160,9 +186,9 @@ def binary(name: str) -> Path:
 # --------------------------------------------------------------------------- build
 
 
-def build(force: bool = False) -> None:
+def build(force: bool = False, tools: list[Tool] = TOOLS) -> None:
     """Compile every tool whose binaries are missing from the cache."""
-    for tool in TOOLS:
+    for tool in tools:
         missing = [b for b in tool.binaries() if not b.exists()]
         if not missing and not force:
             continue
@@ -187,7 +213,7 @@ def _build_tool(tool: Tool) -> None:
         "-v",
         "-trimpath",
         "-tags",
-        "selinux,notest",
+        ",".join(("selinux", "notest", *tool.tags)),
         "-ldflags",
         " ".join(ldflags),
         "-o",
@@ -729,7 +755,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("component", choices=COMPONENTS)
     a = p.parse_args(argv)
     if a.cmd == "build":
-        build(force=a.force)
+        build(force=a.force, tools=TOOLS + TEST_TOOLS)
     elif a.cmd == "up":
         up()
     elif a.cmd == "down":
@@ -741,7 +767,7 @@ def main(argv: list[str] | None = None) -> int:
     elif a.cmd == "restart":
         restart(a.component)
     elif a.cmd == "bin":
-        for tool in TOOLS:
+        for tool in TOOLS + TEST_TOOLS:
             print(tool.bindir)
     return 0
 

@@ -124,3 +124,10 @@ class Metrics:
         self.jobs_created = Counter(
             "sluice_jobs_created_total", "Jobs created by the operator.", registry=r
         )
+        # Label sets known in advance start at zero: a labelled child is born
+        # at its first value otherwise, and increase() over a window that holds
+        # its first sample only counts nothing. (Sets with a namespace or an
+        # HTTP code cannot be known; the chart's alerts count a series born in
+        # their window from zero instead.)
+        for result in ("success", "error", "requeue"):
+            self.reconcile_total.labels(result)

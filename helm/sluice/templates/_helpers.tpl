@@ -108,3 +108,16 @@ No Secrets, no Pods, no RBAC objects.
   resources: ["events"]
   verbs: ["create"]
 {{- end }}
+
+{{/*
+How much a counter of this install's targets grew over a window, new series
+included: increase() needs two samples, so a label set born during the window
+(its first value already 11) would count nothing. A series absent a window
+ago, of a target Prometheus did scrape a window ago, counts its whole value.
+`up{TARGET}` (job and the release namespace) keeps another install's series
+out, even one with the same job name. Arguments: (list SELECTOR WINDOW TARGET).
+*/}}
+{{- define "sluice.increase" -}}
+{{- $sel := index . 0 }}{{ $w := index . 1 }}{{ $target := index . 2 -}}
+((({{ $sel }} unless {{ $sel }} offset {{ $w }}) and on (job, instance) (up{{ printf "{%s}" $target }} offset {{ $w }})) or increase({{ $sel }}[{{ $w }}])) and on (job, instance) up{{ printf "{%s}" $target }}
+{{- end }}
