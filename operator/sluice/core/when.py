@@ -35,18 +35,25 @@ The module is pure: compiling and evaluating do no I/O.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from cel_expr_python import cel  # type: ignore[import-untyped]
-from cel_expr_python.ext import ext_math, ext_strings  # type: ignore[import-untyped]
-
+from sluice.core import cel
+from sluice.core.cel import (
+    _RESERVED,  # noqa: F401  (tests read the escaping through this module)
+    _STATUS_PREFIX,
+    _cel_name,
+    _escape_part,  # noqa: F401
+    _unescape_part,  # noqa: F401
+    cel_name,
+)
+from sluice.core.cel import reference_names as _reference_names
+from sluice.core.cel import type_name as _type_name
 from sluice.core.references import Ref
+from sluice.core.when_issues import Issue, _assumable, _issues, _rewrite
 
 __all__ = [
     "MAX_EXPRESSION",
@@ -78,74 +85,6 @@ _MAX_ISSUES: Final = 5
 _MAX_SHOWN_VALUE: Final = 80
 _MAX_SHOWN_VALUES: Final = 8
 _MAX_SHOWN_EXPRESSION: Final = 200
-
-# CEL's reserved words (cel-spec langdef.md): not identifiers, so not field names either.
-_RESERVED: Final = frozenset(
-    {
-        *("as", "break", "const", "continue", "else", "false", "for", "function", "if"),
-        *("import", "in", "let", "loop", "package", "namespace", "null", "return", "true"),
-        *("var", "void", "while"),
-    }
-)
-_UNESCAPE: Final = re.compile(
-    r"__(underscores|dash|" + "|".join(sorted(_RESERVED)) + r")__|^__(?=[0-9])", re.ASCII
-)
-
-# A reference written $(...) inside a when: any variable, any name (checked by the checker).
-_WHEN_REF: Final = re.compile(
-    r"\$\((params\.[A-Za-z_][A-Za-z0-9_.-]*|tasks\.status"
-    r"|tasks\.[a-z0-9-]+\.(?:phase|status|results\.[a-z0-9-]+))\)",
-    re.ASCII,
-)
-_PLAIN: Final = re.compile(
-    r"(?!(?:" + "|".join(sorted(_RESERVED)) + r")\Z)[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)*",
-    re.ASCII,
-)
-"""A name part that is its own escape: an identifier, not reserved, without ``__``, not
-starting or ending with ``_`` (so it cannot be confused with an escape)."""
-_ISSUE: Final = re.compile(r"ERROR: <input>:(\d+):(\d+): ([^\n]*)")
-_UNDECLARED: Final = re.compile(r"undeclared reference to '([^']*)'(?: \(in container '[^']*'\))?")
-_STATUS_PREFIX: Final = re.compile(r"^[A-Z_]+: ")
-
-
-# ----------------------------------------------------------------------------- names
-
-
-@functools.lru_cache(maxsize=4096)
-def _escape_part(part: str) -> str:
-    if _PLAIN.fullmatch(part) is not None:
-        return part  # the common case: already an identifier
-    if part in _RESERVED:
-        return f"__{part}__"
-    text = part.replace("__", "__underscores__").replace("-", "__dash__")
-    return "__" + text if text[:1].isdigit() else text
-
-
-def _unescape_part(part: str) -> str:
-    def back(m: re.Match[str]) -> str:
-        word = m.group(1)
-        if word is None:
-            return ""  # the prefix of a leading digit
-        return {"underscores": "__", "dash": "-"}.get(word, word)
-
-    return _UNESCAPE.sub(back, part)
-
-
-def cel_name(ref: Ref) -> str:
-    """The CEL identifier of a variable: ``tasks.my__dash__step.results.auc``.
-
-    Each part is escaped on its own; a param's name keeps its dots (``params.a.b`` is a
-    qualified name in CEL too)."""
-    parts = [p for part in ref.path for p in part.split(".")]
-    return ".".join(_escape_part(p) for p in parts)
-
-
-_cel_name = functools.lru_cache(maxsize=8192)(cel_name)
-
-
-def _dotted(name: str) -> str:
-    """A CEL name as the user would write it (escapes undone)."""
-    return ".".join(_unescape_part(p) for p in name.split("."))
 
 
 # ----------------------------------------------------------------------------- scope
@@ -236,31 +175,17 @@ class Scope:
         return self._make_env(self.variables.values())
 
     def _make_env(self, refs: Iterable[Ref]) -> Any:
-        string, strings = cel.Type.STRING, cel.Type.List(cel.Type.STRING)
+        string, strings = cel.STRING, cel.STRINGS
         matrixed = self.matrixed
-        return cel.NewEnv(
-            variables={
+        return cel.new_env(
+            {
                 cel_name(r): strings if r.kind == "result" and r.step in matrixed else string
                 for r in refs
-            },
-            extensions=[ext_strings.ExtStrings(), ext_math.ExtMath()],
+            }
         )
 
 
 # ----------------------------------------------------------------------------- compile
-
-
-@dataclass(frozen=True)
-class Issue:
-    """One problem of an expression, at a position of the text the user wrote."""
-
-    line: int
-    column: int
-    message: str
-    external: bool = False
-
-    def __str__(self) -> str:
-        return f"{self.line}:{self.column}: {self.message}"
 
 
 @dataclass(frozen=True)
@@ -301,179 +226,6 @@ class Compiled:
         return sorted({r.step for r in self.references if r.step})
 
 
-def _rewrite(expression: str) -> tuple[str, list[tuple[int, int, int, int]]]:
-    """Replace each ``$(...)`` outside strings and comments by its CEL name.
-
-    Returns the new text and the replaced spans as ``(new start, new end, old start, old
-    end)``, to map positions back.
-    """
-    out: list[str] = []
-    spans: list[tuple[int, int, int, int]] = []
-    i, n, length = 0, len(expression), 0
-    start = 0
-    while i < n:
-        c = expression[i]
-        if c == "/" and expression.startswith("//", i):
-            end = expression.find("\n", i)
-            i = n if end < 0 else end
-            continue
-        if c in "'\"":
-            raw = i > 0 and expression[i - 1] in "rR"
-            quote = expression[i : i + 3] if expression.startswith(c * 3, i) else c
-            j = i + len(quote)
-            while j < n and not expression.startswith(quote, j):
-                j += 2 if expression[j] == "\\" and not raw else 1
-            i = j + len(quote)
-            continue
-        if c == "$":
-            m = _WHEN_REF.match(expression, i)
-            if m is not None:
-                ref = _parse_path(m.group(1))
-                name = cel_name(ref) if ref is not None else m.group(1)
-                out.append(expression[start:i])
-                length += i - start
-                spans.append((length, length + len(name), i, m.end()))
-                out.append(name)
-                length += len(name)
-                i = start = m.end()
-                continue
-        i += 1
-    out.append(expression[start:])
-    return "".join(out), spans
-
-
-def _parse_path(dotted: str) -> Ref | None:
-    parts = dotted.split(".")
-    if parts[0] == "params":
-        return Ref.param(dotted[len("params.") :])
-    if parts == ["tasks", "status"]:
-        return Ref.run_status()
-    if len(parts) == 3 and parts[2] in ("phase", "status"):
-        return Ref.phase(parts[1]) if parts[2] == "phase" else Ref.status(parts[1])
-    if len(parts) == 4 and parts[2] == "results":
-        return Ref.result(parts[1], parts[3])
-    return None
-
-
-def _position(
-    text: str, original: str, spans: Sequence[tuple[int, int, int, int]], line: int, column: int
-) -> tuple[int, int]:
-    """(line, column) in the rewritten ``text`` to the same place in ``original``."""
-    lines = text.split("\n")
-    offset = sum(len(x) + 1 for x in lines[: max(line - 1, 0)]) + max(column - 1, 0)
-    shift = 0
-    for new_start, new_end, old_start, old_end in spans:
-        if offset < new_start:
-            break
-        if offset < new_end:
-            offset, shift = old_start, 0
-            break
-        shift = old_end - new_end
-    offset += shift
-    before = original[:offset]
-    return before.count("\n") + 1, offset - (before.rfind("\n") + 1) + 1
-
-
-def _names(values: Iterable[str]) -> str:
-    items = [json.dumps(v) for v in values]
-    return ", ".join(items[:8]) + (", ..." if len(items) > 8 else "")
-
-
-def _did_you_mean(word: str, candidates: Iterable[str]) -> str:
-    match = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.75)
-    return f" (did you mean {json.dumps(match[0])}?)" if match else ""
-
-
-def _explain_undeclared(name: str, scope: Scope) -> tuple[str, bool]:
-    """What an undeclared reference means, in our words; and whether it is external."""
-    parts = name.split(".")
-    if parts[0] == "params" and len(parts) > 1:
-        param = ".".join(parts[1:])
-        longer = sorted(p for p in scope.params if p.startswith(param + "-"))
-        hint = (
-            f" (a name with '-' is written $(params.{longer[0]}))"
-            if longer
-            else _did_you_mean(param, scope.params)
-        )
-        return f"the pipeline has no parameter {json.dumps(param)}{hint}", False
-    if parts[0] != "tasks" or len(parts) < 2:
-        return "", False
-    if parts[1:] == ["status"]:
-        return "tasks.status is only known to finally tasks (the outcome of the main tasks)", False
-    step = parts[1]
-    if step in scope.hidden:
-        return (
-            f"{json.dumps(step)} is a finally task: finally tasks run after all the main "
-            "tasks, so no main task can refer to one",
-            False,
-        )
-    if step not in scope.steps:
-        longer = sorted(s for s in scope.steps if s.startswith(step + "-"))
-        hint = (
-            f" (a name with '-' is written $(tasks.{longer[0]}....))"
-            if longer
-            else _did_you_mean(step, scope.steps)
-        )
-        return f"there is no task {json.dumps(step)}{hint}", False
-    rest = parts[2:]
-    if rest == ["status"]:
-        if not scope.finally_:
-            return "tasks.NAME.status is only known to finally tasks", False
-        return f"{json.dumps(step)} is a finally task: tasks.NAME.status is a main task's", False
-    if len(rest) == 2 and rest[0] == "results":
-        declared = list(scope.steps.get(step) or ())
-        listed = f" (it declares {_names(declared)})" if declared else " (it declares none)"
-        return (
-            f"task {json.dumps(step)} declares no result {json.dumps(rest[1])}{listed}"
-            + _did_you_mean(rest[1], declared),
-            step in scope.external,
-        )
-    return (
-        f"a task has results.NAME, phase{' and status' if scope.finally_ else ''}, "
-        f"not {'.'.join(rest) or 'itself'}",
-        False,
-    )
-
-
-def _issues(
-    error: str, text: str, original: str, spans: Sequence[tuple[int, int, int, int]], scope: Scope
-) -> tuple[list[Issue], list[str]]:
-    issues: list[Issue] = []
-    unknown: list[str] = []
-    for m in _ISSUE.finditer(error):
-        line, column = _position(text, original, spans, int(m.group(1)), int(m.group(2)))
-        message = m.group(3).removesuffix(" [INVALID_ARGUMENT]")
-        external = False
-        u = _UNDECLARED.search(message)
-        if u is not None:
-            written = _dotted(u.group(1))
-            why, external = _explain_undeclared(written, scope)
-            if why:
-                unknown.append(written)
-                message = f"unknown variable {written}: {why}"
-            else:
-                message = f"undeclared reference to {written!r}"
-        issues.append(Issue(line, column, message[:240], external))
-    if not issues:
-        issues.append(Issue(1, 1, _STATUS_PREFIX.sub("", error.strip().split("\n")[0])[:200]))
-    return issues, unknown
-
-
-def _assumable(error: str, scope: Scope) -> list[Ref]:
-    """Results of steps with an unknown Task the expression uses (to declare and retry)."""
-    out: list[Ref] = []
-    for m in _UNDECLARED.finditer(error):
-        ref = _parse_path(_dotted(m.group(1)))
-        if (
-            ref is not None
-            and ref.kind == "result"
-            and ref.step in scope.steps
-            and scope.steps[ref.step] is None
-        ):
-            out.append(ref)
-    return list(dict.fromkeys(out))
-
-
 def compile(expression: str, scope: Scope) -> Compiled | CompileError:
     """Check ``expression`` against ``scope``; never raises."""
     if not expression.strip():
@@ -512,77 +264,6 @@ def compile(expression: str, scope: Scope) -> Compiled | CompileError:
         variables.get(n) or extra_vars[n] for n in names if n in variables or n in extra_vars
     )
     return Compiled(expression, refs, frozenset(assumed) & refs, program)
-
-
-def _type_name(t: Any) -> str:
-    try:
-        return str(t.name())
-    except Exception:
-        return "DYN"
-
-
-# The checked expression's reference map, from its serialised form: a google.protobuf.Any
-# holding a cel.expr.CheckedExpr, whose field 2 maps expression ids to References (field
-# 1: the name; field 3: overload ids, which only functions have). The binding exposes no
-# other view of it; the protobuf wire format is stable, and test_when pins this reading.
-
-
-def _varint(data: bytes, i: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        b = data[i]
-        i += 1
-        value |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return value, i
-        shift += 7
-
-
-def _fields(data: bytes) -> list[tuple[int, bytes | int]]:
-    out: list[tuple[int, bytes | int]] = []
-    i = 0
-    while i < len(data):
-        key, i = _varint(data, i)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value, i = _varint(data, i)
-            out.append((number, value))
-        elif wire == 2:
-            size, i = _varint(data, i)
-            out.append((number, data[i : i + size]))
-            i += size
-        elif wire == 1:
-            i += 8
-        elif wire == 5:
-            i += 4
-        else:
-            raise ValueError(f"wire type {wire}")
-    return out
-
-
-def _reference_names(blob: bytes) -> set[str]:
-    """Names of the variables (not functions) a serialised CheckedExpr refers to."""
-    try:
-        fields = dict(_fields(blob))  # Any: 1 type_url, 2 value
-        checked = fields.get(2)
-        if not isinstance(checked, bytes):
-            return set()
-        names: set[str] = set()
-        for number, entry in _fields(checked):
-            if number != 2 or not isinstance(entry, bytes):
-                continue
-            reference = dict(_fields(entry)).get(2)
-            if not isinstance(reference, bytes):
-                continue
-            ref_fields = _fields(reference)
-            if any(n == 3 for n, _ in ref_fields):
-                continue  # a function's overloads
-            name = next((v for n, v in ref_fields if n == 1), None)
-            if isinstance(name, bytes):
-                names.add(name.decode("utf-8", "replace"))
-        return names
-    except (ValueError, IndexError):
-        return set()
 
 
 # ----------------------------------------------------------------------------- evaluate

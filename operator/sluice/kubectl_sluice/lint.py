@@ -123,12 +123,10 @@ def _matches_type(value: Any, schema: Mapping[str, Any]) -> bool:
 
 @functools.cache
 def _cel_program(rule: str) -> Any:
-    # The same CEL library as `when` conditions (sluice.core.when): cel-cpp's binding.
-    from cel_expr_python import cel  # type: ignore[import-untyped]
-    from cel_expr_python.ext import ext_strings  # type: ignore[import-untyped]
+    # The same CEL seam as `when` conditions (sluice.core.cel).
+    from sluice.core import cel
 
-    env = cel.NewEnv(variables={"self": cel.Type.DYN}, extensions=[ext_strings.ExtStrings()])
-    return env.compile(rule)
+    return cel.new_env({"self": cel.DYN}, math=False).compile(rule)
 
 
 def _cel(rule: str, value: Any) -> bool | None:
