@@ -173,10 +173,17 @@ def main() -> int:
             for name in group:
                 part = a.out.with_name(f"{a.out.stem}.{name}.json")
                 log(f"--- {name}")
-                subprocess.run(
-                    [sys.executable, str(HERE / f"{name}.py"), *sizes[name], "--out", str(part)],
-                    check=True,
+                r = subprocess.run(
+                    [sys.executable, str(HERE / f"{name}.py"), *sizes[name], "--out", str(part)]
                 )
+                if r.returncode != 0:
+                    # Keep what the earlier scripts measured: a run takes minutes.
+                    res["failed"] = name
+                    write_result(a.out.with_name(f"{a.out.stem}.partial.json"), res)
+                    raise SystemExit(
+                        f"bench/{name}.py failed ({r.returncode}); the figures "
+                        f"so far are in {a.out.stem}.partial.json"
+                    )
                 res.update(json.loads(part.read_text()))
                 part.unlink()
         finally:
