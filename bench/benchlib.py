@@ -3,9 +3,10 @@
 * :class:`BenchCluster` -- a control-plane instance of its own, started by
   ``hack/cluster/cluster.py`` WITHOUT the Job controller, so the benchmark and
   nothing else marks Jobs complete (the figures are the operator's, not the
-  simulator's). The operator gets its own client identity there, and a
-  FlowSchema that matches only that identity, so the API server counts the
-  operator's requests apart from everybody else's
+  simulator's); or, with ``full=True``, a second instance WITH it (and kwok's
+  pods), for the end-to-end figures. The operator gets its own client identity
+  there, and a FlowSchema that matches only that identity, so the API server
+  counts the operator's requests apart from everybody else's
   (``apiserver_flowcontrol_dispatched_requests_total{flow_schema=...}``).
 * :class:`Api` -- a lean asyncio client (aiohttp, raw JSON) for the
   benchmark's own calls and watches.
@@ -14,6 +15,9 @@
 * :class:`JobTracker` -- watches the benchmark's Jobs; stamps when each
   appears, marks it complete (patching ``status`` as the Job controller would)
   and pairs each downstream Job with its upstream's completion: the hand-off.
+* :class:`Marks` -- watches a collection (pods, Jobs) and stamps when each
+  object first shows a mark (added, succeeded, complete): the end-to-end
+  benchmarks' clock, which has the resolution the API's timestamps lack.
 
 All times are on the benchmark's own clock (``time.perf_counter``).
 """
@@ -51,6 +55,11 @@ OUT = ROOT / "bench" / "out"
 
 CONTROLLERS = "*,-job-controller,-cronjob-controller"
 """kube-controller-manager --controllers of the benchmark's cluster: no Job controller."""
+FULL_CONTROLLERS = "*"
+"""The same for the end-to-end benchmarks' instance: every controller, the Job one too."""
+FULL_PORT_OFFSET = 5
+"""The full instance's port base from the operator-only one's: cluster.py's ports sit at
++0, +1, +43, +47, +57 and +59, so +5 interleaves both in the block of 100 the base owns."""
 
 OPERATOR_USER = "sluice-bench-operator"
 """The operator's client identity on the benchmark cluster (a client certificate)."""
@@ -114,14 +123,24 @@ class BenchCluster:
 
     state: Path
     port_base: int
+    full: bool = False
+    """With the Job controller (and so kwok's pods running): the end-to-end instance."""
 
     @classmethod
-    def from_env(cls) -> BenchCluster:
+    def from_env(cls, full: bool = False) -> BenchCluster:
         """``SLUICE_BENCH_CLUSTER_DIR`` (default ``.cluster-bench``) and
-        ``SLUICE_BENCH_PORT_BASE`` (default 27400): never the shared test cluster."""
+        ``SLUICE_BENCH_PORT_BASE`` (default 27400): never the shared test cluster.
+        The full instance: ``<dir>-full``, port base + 5 (``SLUICE_BENCH_FULL_PORT_BASE``)."""
         state = Path(os.environ.get("SLUICE_BENCH_CLUSTER_DIR", ROOT / ".cluster-bench"))
         port = int(os.environ.get("SLUICE_BENCH_PORT_BASE", "27400"))
-        return cls(state.resolve(), port)
+        if full:
+            state = state.with_name(f"{state.name}-full")
+            port = int(os.environ.get("SLUICE_BENCH_FULL_PORT_BASE", port + FULL_PORT_OFFSET))
+        return cls(state.resolve(), port, full)
+
+    @property
+    def controllers(self) -> str:
+        return FULL_CONTROLLERS if self.full else CONTROLLERS
 
     @property
     def env(self) -> dict[str, str]:
@@ -129,7 +148,7 @@ class BenchCluster:
             **os.environ,
             "SLUICE_CLUSTER_DIR": str(self.state),
             "SLUICE_CLUSTER_PORT_BASE": str(self.port_base),
-            "SLUICE_CLUSTER_CONTROLLERS": CONTROLLERS,
+            "SLUICE_CLUSTER_CONTROLLERS": self.controllers,
         }
 
     @property
@@ -174,7 +193,7 @@ class BenchCluster:
             self.down()
         started = time.monotonic()
         self._script("up")
-        self._check_no_job_controller()
+        self._check_controllers()
         self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
         self.kubectl(
             "wait",
@@ -189,15 +208,22 @@ class BenchCluster:
     def down(self) -> None:
         self._script("down")
 
-    def _check_no_job_controller(self) -> None:
-        """Refuse a cluster whose Job controller would complete the Jobs itself."""
+    def _check_controllers(self) -> None:
+        """Refuse a cluster whose Job controller would complete the Jobs itself (or,
+        for the end-to-end figures, one without it)."""
         pidfile = self.state / "pids" / "kube-controller-manager.pid"
         try:
             cmdline = Path(f"/proc/{int(pidfile.read_text())}/cmdline").read_bytes()
         except (OSError, ValueError) as e:
             raise SystemExit(f"cannot inspect the bench cluster's controller manager: {e}") from e
         args = cmdline.decode(errors="replace").split("\0")
-        if f"--controllers={CONTROLLERS}" not in args:
+        if self.full and f"--controllers={self.controllers}" not in args:
+            raise SystemExit(
+                f"the cluster in {self.state} does not run every controller (the Job "
+                "controller included), which the end-to-end benchmarks need: stop it, or "
+                "point SLUICE_BENCH_CLUSTER_DIR / SLUICE_BENCH_PORT_BASE elsewhere"
+            )
+        if not self.full and f"--controllers={CONTROLLERS}" not in args:
             raise SystemExit(
                 f"the cluster in {self.state} runs the Job controller; the benchmarks need "
                 "their own instance without it: stop that one, or point "
@@ -424,14 +450,25 @@ def step_name(i: int) -> str:
     return f"s{i:02d}"
 
 
-def chain_pipeline(name: str, length: int) -> dict[str, Any]:
-    """A Pipeline whose tasks run one after the other (the hand-off-heavy shape)."""
+def sim_pod_template(duration: str) -> dict[str, Any]:
+    """A podTemplate whose kwok pod runs ``duration`` (e.g. "250ms") and succeeds
+    (the local cluster's simulation contract, sim.sluice.dev/duration)."""
+    return {"metadata": {"annotations": {"sim.sluice.dev/duration": duration}}}
+
+
+def inline_task(duration: str | None = None) -> dict[str, Any]:
+    task: dict[str, Any] = {"image": "busybox:1.36", "command": ["true"]}
+    if duration:
+        task["podTemplate"] = sim_pod_template(duration)
+    return task
+
+
+def chain_pipeline(name: str, length: int, duration: str | None = None) -> dict[str, Any]:
+    """A Pipeline whose tasks run one after the other (the hand-off-heavy shape);
+    with ``duration``, each task's pod runs that long on the full instance."""
     tasks = []
     for i in range(length):
-        t: dict[str, Any] = {
-            "name": step_name(i),
-            "task": {"image": "busybox:1.36", "command": ["true"]},
-        }
+        t: dict[str, Any] = {"name": step_name(i), "task": inline_task(duration)}
         if i:
             t["dependsOn"] = [step_name(i - 1)]
         tasks.append(t)
@@ -674,6 +711,165 @@ class PipelineTracker:
         return max(self.succeeded.values())
 
 
+# --------------------------------------------------------------------------- marks
+
+
+def parse_time(value: str | None) -> float | None:
+    """An API timestamp (RFC 3339, whole seconds for most fields) as a Unix time."""
+    if not value:
+        return None
+    return datetime.fromisoformat(value).timestamp()
+
+
+MarkKey = tuple[str, str]  # pipeline (or chain), task (step) -- from the object's labels
+
+
+def label_key(obj: dict[str, Any]) -> MarkKey | None:
+    """(pipeline, task) from the sluice.dev labels Sluice (and the floors) put on
+    their Jobs and, through the pod template, on the Jobs' pods."""
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    pipeline, task = labels.get("sluice.dev/pipeline"), labels.get("sluice.dev/task")
+    return (pipeline, task) if pipeline and task else None
+
+
+def pod_marks(pod: dict[str, Any]) -> list[str]:
+    phase = (pod.get("status") or {}).get("phase")
+    return ["added", *([phase.lower()] if phase in ("Succeeded", "Failed") else [])]
+
+
+def job_marks(job: dict[str, Any]) -> list[str]:
+    marks = ["added"]
+    for c in (job.get("status") or {}).get("conditions") or []:
+        if c.get("status") == "True" and c.get("type") in ("Complete", "Failed"):
+            marks.append(c["type"].lower())
+    return marks
+
+
+def pod_times(pod: dict[str, Any]) -> dict[str, float | None]:
+    """The pod's own timestamps (whole seconds): created, and its main container's
+    finishedAt."""
+    meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+    finished = None
+    for cs in status.get("containerStatuses") or []:
+        if cs.get("name") == "main":
+            finished = ((cs.get("state") or {}).get("terminated") or {}).get("finishedAt")
+    return {"created": parse_time(meta.get("creationTimestamp")), "finished": parse_time(finished)}
+
+
+@dataclass
+class Marks:
+    """Watch one collection; stamp (benchmark clock, on arrival) when each object
+    first shows each of its marks, e.g. a pod "added" and "succeeded", a Job "added"
+    and "complete". ``times`` keeps what ``extract`` reads from each object (its
+    API timestamps), updated on every event that has them.
+
+    A watch started before the objects exist sees each one's ADDED event: the
+    "added" stamp is when the create reached this client (the create's delivery
+    after its write). A mark seen on a later event is when that status write
+    reached it. Both delays are the API server's; for the pairs measured here
+    (one write, then another that follows it) they cancel but for their
+    difference, a few ms on an idle server (see bench/README.md).
+    """
+
+    api: Api
+    path: str
+    marks: Callable[[dict[str, Any]], Iterable[str]]
+    key: Callable[[dict[str, Any]], MarkKey | None] = label_key
+    extract: Callable[[dict[str, Any]], dict[str, float | None]] | None = None
+    selector: str | None = None
+    seen: dict[str, dict[MarkKey, float]] = field(default_factory=dict)
+    times: dict[MarkKey, dict[str, float | None]] = field(default_factory=dict)
+    gone: set[MarkKey] = field(default_factory=set)
+    _task: asyncio.Task[None] | None = None
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def start(self) -> Marks:
+        rv = await self.api.resource_version(self.path, self.selector)
+        self._task = asyncio.create_task(self._run(rv))
+        return self
+
+    async def _run(self, rv: str) -> None:
+        async for stamp, ev in self.api.watch(self.path, rv, self.selector):
+            obj = ev["object"]
+            key = self.key(obj)
+            if key is None:
+                continue
+            if ev["type"] == "DELETED":
+                self.gone.add(key)
+            else:
+                for m in self.marks(obj):
+                    self.seen.setdefault(m, {}).setdefault(key, stamp)
+            if self.extract is not None:
+                got = self.extract(obj)
+                old = self.times.setdefault(key, {})
+                old.update({k: v for k, v in got.items() if v is not None or k not in old})
+            self._changed.set()
+
+    def at(self, mark: str, key: MarkKey) -> float | None:
+        return self.seen.get(mark, {}).get(key)
+
+    def count(self, mark: str) -> int:
+        return len(self.seen.get(mark, {}))
+
+    async def wait(self, done: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not done():
+            _raise_if_dead(self._task)
+            self._changed.clear()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                counts = {m: len(v) for m, v in self.seen.items()}
+                raise TimeoutError(f"{what}: not done after {timeout}s; seen {counts}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(left, 1.0))
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+def pod_watch(api: Api, ns: str, selector: str | None = None) -> Marks:
+    return Marks(
+        api, f"/api/v1/namespaces/{ns}/pods", pod_marks, extract=pod_times, selector=selector
+    )
+
+
+def pipeline_key(obj: dict[str, Any]) -> MarkKey | None:
+    name = (obj.get("metadata") or {}).get("name")
+    return (name, "") if name else None
+
+
+def pipeline_marks(obj: dict[str, Any]) -> list[str]:
+    phase = (obj.get("status") or {}).get("phase")
+    return ["added", *([phase.lower()] if phase in ("Succeeded", "Failed") else [])]
+
+
+def pipeline_watch(api: Api, ns: str) -> Marks:
+    """Pipelines by name (key ``(name, "")``): "added", "succeeded", "failed"."""
+    path = f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/pipelines"
+    return Marks(api, path, pipeline_marks, key=pipeline_key)
+
+
+async def wait_pipelines(pls: Marks, names: Iterable[str], timeout: float) -> float:
+    """Until every named Pipeline is seen Succeeded (any Failed is an error): the last
+    one's stamp."""
+    keys = [(n, "") for n in names]
+
+    def done() -> bool:
+        failed = [k[0] for k in keys if pls.at("failed", k) is not None]
+        if failed:
+            raise RuntimeError(f"pipelines failed: {failed[:5]}")
+        return all(pls.at("succeeded", k) is not None for k in keys)
+
+    await pls.wait(done, timeout, f"{len(keys)} pipelines Succeeded")
+    return max(pls.seen["succeeded"][k] for k in keys)
+
+
+def job_watch(api: Api, ns: str, selector: str | None = None) -> Marks:
+    return Marks(api, f"/apis/batch/v1/namespaces/{ns}/jobs", job_marks, selector=selector)
+
+
 # --------------------------------------------------------------------------- processes
 
 
@@ -893,18 +1089,20 @@ def floor_job(namespace: str, chain: str, step: int, length: int) -> dict[str, A
 
 
 class Floor:
-    """bench/floor.py as a process: the minimal watch-and-create client."""
+    """bench/floor.py (or another floor script, e.g. podfloor.py) as a process: the
+    minimal watch-and-create client."""
 
-    def __init__(self, kubeconfig: Path, log_path: Path) -> None:
+    def __init__(self, kubeconfig: Path, log_path: Path, script: str = "floor.py") -> None:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
+        self.script = script
         self.proc: subprocess.Popen[str] | None = None
 
     def start(self) -> Floor:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         err = open(self.log_path, "a")  # noqa: SIM115 - owned by the process
         self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).with_name("floor.py")), str(self.kubeconfig)],
+            [sys.executable, str(Path(__file__).with_name(self.script)), str(self.kubeconfig)],
             stdout=subprocess.PIPE,
             stderr=err,
             text=True,
@@ -920,3 +1118,44 @@ class Floor:
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
             self.proc.wait(10)
+
+
+# --------------------------------------------------------------------------- the pod floor
+
+POD_FLOOR_MANAGED_BY = "sluice-bench-podfloor"
+
+
+def pod_floor_job(
+    namespace: str, chain: str, step: int, length: int, duration: str
+) -> dict[str, Any]:
+    """A Job of the pod floor's chains (bench/podfloor.py): shaped like Sluice's (one
+    pod, no retries, container ``main``), its pod running ``duration`` on kwok. Its
+    pod carries what the pod floor needs to create the next one."""
+    meta = {
+        "labels": {
+            "app.kubernetes.io/managed-by": POD_FLOOR_MANAGED_BY,
+            "sluice.dev/pipeline": chain,
+            "sluice.dev/task": step_name(step),
+        },
+        "annotations": {
+            ANN_PIPELINE: chain,
+            ANN_TASK: step_name(step),
+            ANN_LENGTH: str(length),
+            "sim.sluice.dev/duration": duration,
+        },
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": f"{chain}-{step_name(step)}", "namespace": namespace, **meta},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "metadata": meta,
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "main", "image": "busybox:1.36", "command": ["true"]}],
+                },
+            },
+        },
+    }

@@ -1,10 +1,12 @@
 """The benchmarks (bench/) at toy sizes, so the scripts cannot rot.
 
-`make bench` runs them at full size on a control plane of their own without
-the Job controller; here `bench/run.py --tiny` does the same in seconds, on
-an instance derived from this session's (state dir `<cluster dir>-bench-smoke`,
-port base + 500), started fresh and stopped at the end. The figures mean
-nothing at this size: only that every script runs and every key is written.
+`make bench` runs them at full size on control planes of their own (one
+without the Job controller, then one with it for the end-to-end figures);
+here `bench/run.py --tiny` does the same in seconds, on instances derived from
+this session's (state dirs `<cluster dir>-bench-smoke` and
+`<cluster dir>-bench-smoke-full`, port bases + 500 and + 505), each started
+fresh and stopped after its scripts. The figures mean nothing at this size:
+only that every script runs and every key is written.
 """
 
 from __future__ import annotations
@@ -33,8 +35,29 @@ CONTRACT = {
     "api_requests_per_task",
     "cpu_s_per_task",
     "rss_mib_1000",
+    "pod_gap_p50_ms",
+    "pod_gap_p99_ms",
+    "pod_gap_p99_ms_50",
+    "chain20_wall_s",
+    "pod_gap_floor_ratio_p50",
 }
 """The keys of bench/out/results.json that other tools rely on."""
+
+END_TO_END = {
+    "pod_gap_p95_ms",
+    "pod_gap_p50_ms_50",
+    "floor_pod_gap_p50_ms",
+    "floor_pod_gap_p99_ms_50",
+    "floor_chain20_wall_s",
+    "e2e_api_requests_per_task",
+    "e2e_cpu_s_per_task",
+    "fanin_delay_max_ms",
+    "fanin_runs",
+    "soak_rss_start_mib",
+    "soak_rss_end_mib",
+    "soak_pipelines",
+}
+"""The full instance's figures: pod to pod and its floor, the fan-in, the soak."""
 
 STATUS_LAG = {"status_lag_ms", "status_lag_p50_ms_200", "status_lag_p99_ms_200"}
 """Not in the contract, but what the coalesced status writes cost must stay measured."""
@@ -64,14 +87,17 @@ def test_every_benchmark_runs_at_tiny_size_and_writes_the_contract_keys(tmp_path
         env=env,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=300,
     )
     assert r.returncode == 0, f"bench/run.py --tiny failed:\n{r.stdout[-3000:]}\n{r.stderr[-5000:]}"
     results = json.loads(out.read_text())
-    missing = (CONTRACT | STATUS_LAG | PARTS) - set(results)
+    keys = CONTRACT | STATUS_LAG | PARTS | END_TO_END
+    missing = keys - set(results)
     assert not missing, f"results.json lacks {sorted(missing)}"
-    for key in CONTRACT | STATUS_LAG | PARTS:
+    for key in keys:
         value = results[key]
         assert isinstance(value, int | float) and math.isfinite(value) and value >= 0, (key, value)
     assert results["size"] == "tiny"
+    assert results["fanin_runs"] >= 1 and results["soak_pipelines"] >= 1
     assert "operator / floor at p50" in r.stdout  # the table was printed
+    assert "pod to pod / its floor at p50" in r.stdout
