@@ -131,6 +131,19 @@ def test_a_refused_create_is_said_in_the_status_and_an_event_with_the_servers_wo
     scenario(test)
 
 
+def test_a_deleted_pipeline_leaves_no_prepared_spec_behind() -> None:
+    async def test(kube: FakeKube, controller: Controller) -> None:
+        controller.lead(True)
+        controller.pipeline_event("ADDED", PIPELINE)
+        await until(lambda: len(kube.created) == 1, "the first Job")
+        assert any(k[0] == "uid-1" for k in controller._prepared)
+        controller.pipeline_event("DELETED", PIPELINE)
+        assert not any(k[0] == "uid-1" for k in controller._prepared)
+        assert ("ns", "p") not in controller.workers
+
+    scenario(test)
+
+
 def test_losing_the_lease_clears_the_per_pipeline_gauges() -> None:
     async def test(kube: FakeKube, controller: Controller) -> None:
         controller.lead(True)

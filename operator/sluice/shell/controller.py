@@ -179,6 +179,10 @@ class Controller:
         worker = self.workers.pop(key, None)
         if worker and worker.task:
             worker.task.cancel()
+        if worker:  # its prepared specs too: a deleted pipeline keeps nothing behind
+            uid = (worker.body.get("metadata") or {}).get("uid")
+            for stale in [k for k in self._prepared if k[0] == uid]:
+                del self._prepared[stale]
         self.status.forget(key)
         self.expectations.forget(key)
         if worker and not any(k[0] == key[0] for k in self.workers):
