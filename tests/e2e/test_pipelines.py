@@ -118,8 +118,8 @@ def test_failed_attempt_is_retried_after_backoff_and_then_succeeds(s: Sluice) ->
     )
     s.pipeline("retry", {"tasks": [ref("flaky", "flaky")]})
     ts = s.wait_task("retry", "flaky", "Retrying")
-    assert ts["reason"] == "PodFailurePolicy"
-    assert "exit code 7" in ts["message"]
+    assert ts["reason"] == "ExitCode"
+    assert ts["message"].startswith("exit code 7: ")
     assert (_t(ts["nextRetryAt"]) - _t(ts["finishedAt"])).total_seconds() == 3
     s.task("flaky", {"image": BUSYBOX, "retry": {"limit": 2, "backoff": {"initialSeconds": 3}}})
     st = s.wait_phase("retry", "Succeeded")

@@ -92,8 +92,9 @@ def test_failed_attempt_is_retried_after_the_backoff() -> None:
     plan = w.reconcile()
     ts = w.task_status("a")
     assert ts["phase"] == "Retrying"
-    assert ts["reason"] == "PodFailurePolicy"
-    assert "exit code 3" in ts["message"]
+    # A plain non-zero exit says so: not the Job's PodFailurePolicy (issue 19).
+    assert ts["reason"] == "ExitCode"
+    assert ts["message"].startswith("exit code 3: ")
     assert ts["nextRetryAt"] == "2026-11-26T12:00:10Z"
     assert plan.requeue_after == 10
     assert any(e.reason == "TaskRetrying" for e in plan.events)
@@ -491,3 +492,30 @@ def test_editing_the_spec_mid_run_adds_new_tasks() -> None:
     w.reconcile()
     assert w.active_tasks() == {"a", "e"}
     assert w.status["observedGeneration"] == 2
+
+
+def test_the_words_of_a_failure_and_a_success_agree_with_the_status() -> None:
+    # Issue 19: "TaskFailed ... (1 attempt(s), retry limit 0)" while the status said 2
+    # attempts; "Degraded" before "TaskFailed"; "All 1 tasks succeeded."
+    w = World.of({"tasks": [step("a", retry={"limit": 1, "backoff": {"initialSeconds": 0}})]})
+    w.reconcile()
+    w.fail("a")
+    w.reconcile()
+    w.reconcile()
+    w.fail("a")
+    plan = w.reconcile()
+    assert w.task_status("a")["attempts"] == 2
+    reasons = [e.reason for e in plan.events]
+    assert reasons.index("TaskFailed") < reasons.index("Degraded")
+    failed = next(e for e in plan.events if e.reason == "TaskFailed")
+    assert "(attempt 2, retry limit 1)" in failed.message
+    assert "ExitCode: exit code 3: " in failed.message
+
+    w = World.of({"tasks": [step("a")]})
+    w.reconcile()
+    w.succeed("a")
+    plan = w.reconcile()
+    assert w.status["message"] == "The step succeeded."
+    assert [e.message for e in plan.events if e.reason == "Succeeded"] == [
+        "Run 1: its step succeeded."
+    ]

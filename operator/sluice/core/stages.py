@@ -286,7 +286,8 @@ def _phase_events(d: Decision, old_phase: PipelinePhase | None, total: int) -> N
     st = d.status
     if st.phase == _P.SUCCEEDED:
         d.plan.run_finished = "Succeeded"
-        d.event("Normal", "Succeeded", f"Run {st.run}: all {total} tasks succeeded.")
+        steps = "its step" if total == 1 else f"all {total} steps"
+        d.event("Normal", "Succeeded", f"Run {st.run}: {steps} succeeded.")
     elif st.phase == _P.DEGRADED:
         d.plan.run_finished = "Degraded"
         d.event("Warning", "Degraded", st.message or "")
