@@ -91,7 +91,7 @@ def _attempt_failed(
     policy = d.retry_policies.get(ts.name) or RetryPolicy()
     limit = policy.limit
     used = ts.attempts - ts.retry_base
-    retryable = retry.is_retryable(kind, policy.retry_on)
+    retryable = retry.is_retryable(kind, policy.retry_on) and reason != retry.JOB_REJECTED
     detail = f": {message}" if message else ""
     if retryable and used <= limit:
         b = policy.backoff
