@@ -158,17 +158,18 @@ def test_exhausted_retries_degrade_the_pipeline_and_block_dependents() -> None:
     assert w.phase == "Degraded"
     assert w.condition("Degraded")["status"] == "True"
     assert "a failed" in w.status["message"]
-    assert plan.run_finished == "Degraded"
+    assert plan.run_finished is None  # counted when it settles: branches still run
     assert {e.reason for e in plan.events} >= {"TaskFailed", "Degraded"}
     # The independent branch goes on (ContinueIndependent is the default).
     w.succeed("x")
     w.reconcile()
     assert "y" in w.active_tasks()
     w.succeed("y")
-    w.reconcile()
+    plan = w.reconcile()
     assert w.task_phase("y") == "Succeeded"
     assert w.phase == "Degraded"
     assert w.status.get("finishedAt")  # nothing more can happen without a fix
+    assert plan.run_finished == "Degraded" and w.status["firstResult"] == "Degraded"
 
 
 def test_stop_all_starts_nothing_new_after_a_failure() -> None:
@@ -519,3 +520,33 @@ def test_the_words_of_a_failure_and_a_success_agree_with_the_status() -> None:
     assert [e.message for e in plan.events if e.reason == "Succeeded"] == [
         "Run 1: its step succeeded."
     ]
+
+
+def test_a_run_counts_once_and_a_success_after_a_fix_is_a_recovery() -> None:
+    # Issue 19: Degraded, then Succeeded after a fix, counted two runs; a retry that
+    # failed again added another Degraded.
+    w = World.of({"tasks": [step("a", retry={"limit": 0})]})
+    w.reconcile()
+    w.fail("a")
+    plans = [w.reconcile()]
+    assert w.phase == "Degraded"
+    w.annotate("sluice.dev/retry", "1")
+    plans.append(w.reconcile())
+    w.fail("a")  # the retry fails again
+    plans.append(w.reconcile())
+    assert w.phase == "Degraded"
+    w.annotate("sluice.dev/retry", "2")
+    plans.append(w.reconcile())
+    w.succeed("a")
+    plans.append(w.reconcile())
+    plans.append(w.settle())
+    assert w.phase == "Succeeded"
+    assert [p.run_finished for p in plans if p.run_finished] == ["Degraded"]
+    assert [p.run_recovered for p in plans].count(True) == 1
+    w.annotate("sluice.dev/rerun", "1")  # a fresh run counts afresh
+    again = [w.reconcile()]
+    assert w.status["run"] == 2 and w.status.get("firstResult") is None
+    w.succeed("a")
+    again += [w.reconcile(), w.settle()]
+    assert [p.run_finished for p in again if p.run_finished] == ["Succeeded"]
+    assert not any(p.run_recovered for p in again)
