@@ -379,3 +379,35 @@ def test_a_job_name_taken_by_a_foreign_job_is_reported_not_adopted(s: Sluice) ->
     )
     assert s.task_status("squat", "a").get("phase") != "Running"
     assert "belongs to something else" in s.status("squat")["message"]
+
+
+def test_jobs_refused_by_a_full_quota_give_a_phase_a_condition_and_one_counted_event(
+    s: Sluice,
+) -> None:
+    # Issue 19, item 4: no phase, no conditions, and a new Event object per retry.
+    quota = client.V1ResourceQuota(
+        metadata=client.V1ObjectMeta(name="no-jobs"),
+        spec=client.V1ResourceQuotaSpec(hard={"count/jobs.batch": "0"}),
+    )
+    s.core.create_namespaced_resource_quota(s.ns, quota)
+    s.pipeline("quota", {"tasks": [inline("a")]})
+
+    def refused() -> dict[str, Any] | None:
+        st = s.status("quota")
+        cond = next((c for c in st.get("conditions") or [] if c["type"] == "Progressing"), {})
+        return st if cond.get("reason") == "JobCreateFailed" else None
+
+    st = wait_for(refused, timeout=60, what="the refusal in the status")
+    assert st["phase"] == "Pending" and st["progress"] == "0/1"
+    assert "exceeded quota" in st["message"] or "quota" in st["message"]
+
+    def counted() -> list[Any] | None:
+        evs = [e for e in s.events("quota") if e.reason == "JobCreateFailed"]
+        return evs if evs and max(e.count or 1 for e in evs) >= 3 else None
+
+    events = wait_for(counted, timeout=60, what="the refusal Event counted three times")
+    assert len(events) == 1, [(e.metadata.name, e.count) for e in events]
+
+    s.core.delete_namespaced_resource_quota("no-jobs", s.ns)
+    st = s.wait_phase("quota", "Succeeded", timeout=90)
+    assert not any(c["reason"] == "JobCreateFailed" for c in st["conditions"])

@@ -148,6 +148,12 @@ def test_a_create_refused_for_another_reason_is_said_and_retried() -> None:
         assert words in message and message.startswith("Could not create Jobs: ")
         assert kube.events[0] == ("JobCreateFailed", message)
         assert controller.metrics.job_api_errors.labels("create", "403")._value.get() == 1
+        # Issue 19: a phase, a progress and a condition that names the refusal.
+        status = next(s for s in kube.statuses if "message" in s)
+        assert (status["phase"], status["progress"]) == ("Pending", "0/1")
+        (cond,) = [c for c in status["conditions"] if c["type"] == "Progressing"]
+        assert (cond["status"], cond["reason"]) == ("False", "JobCreateFailed")
+        assert words in cond["message"]
 
     scenario(test)
 

@@ -364,7 +364,7 @@ class Controller:
             log.warning("pipeline %s/%s: %s", *worker.key, message)
             self.status.post(worker.key, [("Warning", "JobCreateFailed", message)])
             current = self._effective_body(worker).get("status") or {}
-            self.status.update(worker.key, {**current, "message": message}, urgent=True)
+            self.status.update(worker.key, _refused_status(body, current, message), urgent=True)
             worker.errors += 1
             return created, None
         worker.errors = 0
@@ -417,6 +417,38 @@ class Controller:
         owners = {o.get("uid") for o in meta.get("ownerReferences") or []}
         task = (meta.get("annotations") or {}).get("sluice.dev/task-name")
         return want_uid in owners and task == want_task
+
+
+def _refused_status(
+    body: Mapping[str, Any], current: Mapping[str, Any], message: str
+) -> dict[str, Any]:
+    """The status of a pipeline whose Jobs the API server refuses for now (a full
+    ResourceQuota, RBAC, overload): the last status decided, with a phase and a
+    progress if it had none yet, the message, and a ``Progressing`` condition with
+    reason ``JobCreateFailed`` (something for ``kubectl wait`` and dashboards). The
+    attempts are not recorded: their Jobs don't exist. The next reconcile that
+    creates them writes the reconciler's own conditions over this one."""
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    steps = len((body.get("spec") or {}).get("tasks") or [])
+    status = {**current, "message": message}
+    status.setdefault("phase", "Pending")
+    status.setdefault("progress", f"0/{steps}")
+    conditions = [c for c in current.get("conditions") or [] if c.get("type") != "Progressing"]
+    old: Mapping[str, Any] = next(
+        (c for c in current.get("conditions") or [] if c.get("type") == "Progressing"), {}
+    )
+    changed = old.get("status") != "False" or old.get("reason") != "JobCreateFailed"
+    conditions.append(
+        {
+            "type": "Progressing",
+            "status": "False",
+            "reason": "JobCreateFailed",
+            "message": message,
+            "lastTransitionTime": now if changed else old.get("lastTransitionTime", now),
+        }
+    )
+    status["conditions"] = conditions
+    return status
 
 
 _REJECTED = frozenset({400, 422})
