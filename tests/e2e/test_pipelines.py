@@ -411,3 +411,19 @@ def test_jobs_refused_by_a_full_quota_give_a_phase_a_condition_and_one_counted_e
     s.core.delete_namespaced_resource_quota("no-jobs", s.ns)
     st = s.wait_phase("quota", "Succeeded", timeout=90)
     assert not any(c["reason"] == "JobCreateFailed" for c in st["conditions"])
+
+
+def test_a_job_the_api_server_refuses_fails_its_step_with_the_servers_words(s: Sluice) -> None:
+    # Issue 19, item 3: a spec the API server refuses (a value only it checks) was
+    # retried with a backoff for ever; it fails the step, and a fixed Task recovers.
+    bad = {"image": BUSYBOX, "podTemplate": {"spec": {"activeDeadlineSeconds": 0}}}
+    s.task("refused", bad)
+    s.pipeline("refused", {"tasks": [ref("a", "refused")]})
+    st = s.wait_phase("refused", "Degraded", timeout=60)
+    (ts,) = st["tasks"]
+    assert (ts["phase"], ts["reason"], ts["attempts"]) == ("Failed", "JobRejected", 1)
+    assert "activeDeadlineSeconds" in ts["message"] and "Invalid value" in ts["message"]
+    reasons = [e.reason for e in sorted(s.events("refused"), key=lambda e: e.metadata.name)]
+    assert "TaskFailed" in reasons and "Degraded" in reasons
+    s.task("refused", {"image": BUSYBOX})
+    s.wait_phase("refused", "Succeeded", timeout=90)
