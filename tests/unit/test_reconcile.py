@@ -543,6 +543,10 @@ def test_a_run_counts_once_and_a_success_after_a_fix_is_a_recovery() -> None:
     assert w.phase == "Succeeded"
     assert [p.run_finished for p in plans if p.run_finished] == ["Degraded"]
     assert [p.run_recovered for p in plans].count(True) == 1
+    reasons = [e.reason for p in plans for e in p.events]
+    # "Recovered" only once the retried step has run and the run succeeded.
+    assert reasons.count("Recovered") == 1
+    assert reasons.index("Recovered") > reasons.index("Succeeded") > reasons.index("Resumed")
     w.annotate("sluice.dev/rerun", "1")  # a fresh run counts afresh
     again = [w.reconcile()]
     assert w.status["run"] == 2 and w.status.get("firstResult") is None

@@ -282,11 +282,12 @@ def summarise(d: Decision, spec: PipelineSpec, generation: int | None) -> None:
             d.plan.run_finished = st.first_result
     elif not finished:
         st.finished_at = None
-    if st.phase == _P.SUCCEEDED and old_phase != _P.SUCCEEDED and st.first_result == _P.DEGRADED:
-        d.plan.run_recovered = True
 
     if st.phase != old_phase:
         _phase_events(d, old_phase, total)
+    if st.phase == _P.SUCCEEDED and old_phase != _P.SUCCEEDED and st.first_result == _P.DEGRADED:
+        d.plan.run_recovered = True
+        d.event("Normal", "Recovered", f"Run {st.run} succeeded after it was Degraded.")
     rows = conditions_for(st.phase, active, spec.suspend)
     set_conditions(st, rows, st.message or "", d.now, generation)
 
@@ -299,7 +300,8 @@ def _phase_events(d: Decision, old_phase: PipelinePhase | None, total: int) -> N
     elif st.phase == _P.DEGRADED:
         d.event("Warning", "Degraded", st.message or "")
     elif st.phase == _P.RUNNING and old_phase == _P.DEGRADED:
-        d.event("Normal", "Recovered", "No failed task left: the pipeline is running again.")
+        # Not "Recovered" yet: the retried steps have not run (issue 19).
+        d.event("Normal", "Resumed", "No failed step left: the run goes on.")
 
 
 def fail_invalid(d: Decision, problems: Sequence[str], generation: int | None) -> None:
