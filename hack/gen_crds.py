@@ -288,6 +288,11 @@ def pipeline_crd() -> dict[str, Any]:
         {"name": "Progress", "type": "string", "jsonPath": ".status.progress"},
         _AGE,
         {"name": "Message", "type": "string", "jsonPath": ".status.message"},
+        # -o wide only (priority 1). A duration is no JSONPath: Started and Finished
+        # show as ages, their difference is the run's duration.
+        {"name": "Run", "type": "integer", "jsonPath": ".status.run", "priority": 1},
+        {"name": "Started", "type": "date", "jsonPath": ".status.startedAt", "priority": 1},
+        {"name": "Finished", "type": "date", "jsonPath": ".status.finishedAt", "priority": 1},
     ]
     return _crd(
         kind=api.PIPELINE_KIND,
@@ -312,6 +317,9 @@ def task_crd() -> dict[str, Any]:
         kind=api.TASK_KIND,
         plural=api.TASK_PLURAL,
         singular="task",
+        # Not "task(s)" alone: Tekton's Task has the plural tasks too (tasks.sluice.dev
+        # stays unambiguous).
+        short_names=["stask"],
         schema=schema,
         columns=columns,
         with_status=False,

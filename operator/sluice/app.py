@@ -21,11 +21,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Callable
 
 import kopf
 from aiohttp import web
 from kubernetes.client import Configuration
+from kubernetes.config import ConfigException
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
 from sluice.metrics import Metrics
@@ -35,9 +37,23 @@ from sluice.shell.controller import Controller
 from sluice.shell.kube import Kube, load_config
 from sluice.shell.leader import LeaseElector, default_lease_namespace, new_identity
 
-__all__ = ["App", "run"]
+__all__ = ["App", "StartupError", "run"]
 
 log = logging.getLogger(__name__)
+
+
+class StartupError(Exception):
+    """The operator cannot start, for a reason its user can fix (one line, no traceback)."""
+
+
+def _check_port(address: str, port: int, what: str) -> None:
+    """Refuse to start when ``port`` cannot be bound (kopf would fail later, deep inside)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((address, port))
+        except OSError as e:
+            raise StartupError(f"cannot listen on {what} port {port}: {e.strerror}") from e
 
 
 class App:
@@ -51,7 +67,14 @@ class App:
     ) -> None:
         self.settings = settings
         self.registry = registry
-        self.cfg = cfg if cfg is not None else load_config()
+        if cfg is None:
+            try:
+                cfg = load_config()
+            except ConfigException as e:
+                raise StartupError(
+                    f"no Kubernetes configuration (not in a pod, and no usable kubeconfig): {e}"
+                ) from e
+        self.cfg = cfg
         self.kube = Kube(self.cfg)
         self.metrics = Metrics(registry)
         self.tasks = handlers.TaskIndex()
@@ -98,6 +121,10 @@ class App:
 
     async def run(self) -> None:
         s = self.settings
+        if s.health_port:
+            _check_port("0.0.0.0", s.health_port, "the health")
+        if s.metrics_port:
+            _check_port(s.metrics_address, s.metrics_port, "the metrics")
         metrics = await self._serve_metrics() if s.metrics_port else None
         elector: asyncio.Task[None] | None = None
         try:

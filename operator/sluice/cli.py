@@ -193,6 +193,10 @@ def _run(settings: Settings) -> int:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # a line per request
     if settings.log_level != "DEBUG":
         logging.getLogger("kopf").setLevel(logging.WARNING)
-    from sluice.app import run
+    from sluice.app import StartupError, run
 
-    return run(settings, before_loop=_tune_gc)
+    try:
+        return run(settings, before_loop=_tune_gc)
+    except StartupError as e:
+        print(f"sluice: {e}", file=sys.stderr)
+        return 1

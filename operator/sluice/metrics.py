@@ -29,8 +29,15 @@ class Metrics:
         r = registry
         self.pipeline_runs = Counter(
             "sluice_pipeline_runs_total",
-            "Pipeline runs that reached a result (Succeeded, Failed, Degraded).",
+            "Pipeline runs, each counted once, by the result it first settled at "
+            "(Succeeded, Failed, Degraded); a later success after a fix is a recovery.",
             ["namespace", "result"],
+            registry=r,
+        )
+        self.pipeline_recoveries = Counter(
+            "sluice_pipeline_recoveries_total",
+            "Runs counted Degraded in sluice_pipeline_runs_total that later succeeded.",
+            ["namespace"],
             registry=r,
         )
         self.pipelines = Gauge(
@@ -63,7 +70,8 @@ class Metrics:
         )
         self.run_duration = Histogram(
             "sluice_pipeline_run_duration_seconds",
-            "Duration of pipeline runs, from start to result.",
+            "Duration of pipeline runs, from start to the result they first settled at "
+            "(one observation per run, as sluice_pipeline_runs_total).",
             ["namespace", "result"],
             buckets=DURATION_BUCKETS,
             registry=r,

@@ -118,8 +118,8 @@ def test_failed_attempt_is_retried_after_backoff_and_then_succeeds(s: Sluice) ->
     )
     s.pipeline("retry", {"tasks": [ref("flaky", "flaky")]})
     ts = s.wait_task("retry", "flaky", "Retrying")
-    assert ts["reason"] == "PodFailurePolicy"
-    assert "exit code 7" in ts["message"]
+    assert ts["reason"] == "ExitCode"
+    assert ts["message"].startswith("exit code 7: ")
     assert (_t(ts["nextRetryAt"]) - _t(ts["finishedAt"])).total_seconds() == 3
     s.task("flaky", {"image": BUSYBOX, "retry": {"limit": 2, "backoff": {"initialSeconds": 3}}})
     st = s.wait_phase("retry", "Succeeded")
@@ -379,3 +379,51 @@ def test_a_job_name_taken_by_a_foreign_job_is_reported_not_adopted(s: Sluice) ->
     )
     assert s.task_status("squat", "a").get("phase") != "Running"
     assert "belongs to something else" in s.status("squat")["message"]
+
+
+def test_jobs_refused_by_a_full_quota_give_a_phase_a_condition_and_one_counted_event(
+    s: Sluice,
+) -> None:
+    # Issue 19, item 4: no phase, no conditions, and a new Event object per retry.
+    quota = client.V1ResourceQuota(
+        metadata=client.V1ObjectMeta(name="no-jobs"),
+        spec=client.V1ResourceQuotaSpec(hard={"count/jobs.batch": "0"}),
+    )
+    s.core.create_namespaced_resource_quota(s.ns, quota)
+    s.pipeline("quota", {"tasks": [inline("a")]})
+
+    def refused() -> dict[str, Any] | None:
+        st = s.status("quota")
+        cond = next((c for c in st.get("conditions") or [] if c["type"] == "Progressing"), {})
+        return st if cond.get("reason") == "JobCreateFailed" else None
+
+    st = wait_for(refused, timeout=60, what="the refusal in the status")
+    assert st["phase"] == "Pending" and st["progress"] == "0/1"
+    assert "exceeded quota" in st["message"] or "quota" in st["message"]
+
+    def counted() -> list[Any] | None:
+        evs = [e for e in s.events("quota") if e.reason == "JobCreateFailed"]
+        return evs if evs and max(e.count or 1 for e in evs) >= 3 else None
+
+    events = wait_for(counted, timeout=60, what="the refusal Event counted three times")
+    assert len(events) == 1, [(e.metadata.name, e.count) for e in events]
+
+    s.core.delete_namespaced_resource_quota("no-jobs", s.ns)
+    st = s.wait_phase("quota", "Succeeded", timeout=90)
+    assert not any(c["reason"] == "JobCreateFailed" for c in st["conditions"])
+
+
+def test_a_job_the_api_server_refuses_fails_its_step_with_the_servers_words(s: Sluice) -> None:
+    # Issue 19, item 3: a spec the API server refuses (a value only it checks) was
+    # retried with a backoff for ever; it fails the step, and a fixed Task recovers.
+    bad = {"image": BUSYBOX, "podTemplate": {"spec": {"activeDeadlineSeconds": 0}}}
+    s.task("refused", bad)
+    s.pipeline("refused", {"tasks": [ref("a", "refused")]})
+    st = s.wait_phase("refused", "Degraded", timeout=60)
+    (ts,) = st["tasks"]
+    assert (ts["phase"], ts["reason"], ts["attempts"]) == ("Failed", "JobRejected", 1)
+    assert "activeDeadlineSeconds" in ts["message"] and "Invalid value" in ts["message"]
+    reasons = [e.reason for e in sorted(s.events("refused"), key=lambda e: e.metadata.name)]
+    assert "TaskFailed" in reasons and "Degraded" in reasons
+    s.task("refused", {"image": BUSYBOX})
+    s.wait_phase("refused", "Succeeded", timeout=90)

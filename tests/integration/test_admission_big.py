@@ -239,7 +239,7 @@ def test_unicode_and_large_values_pass_through_untouched(
     assert job.spec.template.metadata.annotations["note"] == greeting
     _, status = sizes(s, "odd")
     assert status < 4096  # the big values live in the spec, never in the status
-    assert st["message"] == "All 2 tasks succeeded."
+    assert st["message"] == "All 2 steps succeeded."
 
 
 def test_a_huge_env_value_is_admitted_with_a_warning(

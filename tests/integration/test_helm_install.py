@@ -471,16 +471,11 @@ def _alert_exprs() -> list[str]:
     return [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]]
 
 
-# The leader gauge (issue 19): the dashboard and alerts join on it; it is in
-# every scrape once the operator exports it, and may be missing until then.
-PENDING = {"sluice_leader"}
-
-
 def test_every_metric_the_dashboard_queries_is_in_a_real_scrape(namespaced_run: Run) -> None:
     scraped = _sample_names(namespaced_run.metrics)
     queried = _promql_metric_names(_dashboard_exprs())
     assert queried, "the dashboard queries nothing?"
-    assert sorted(queried - scraped - PENDING) == []
+    assert sorted(queried - scraped) == []
     histograms = {n.removesuffix("_bucket") for n in queried if n.endswith("_bucket")}
     assert histograms
     for h in histograms:
@@ -490,7 +485,7 @@ def test_every_metric_the_dashboard_queries_is_in_a_real_scrape(namespaced_run: 
 def test_every_metric_the_alerts_query_is_in_a_real_scrape(namespaced_run: Run) -> None:
     scraped = _sample_names(namespaced_run.metrics)
     queried = _promql_metric_names(_alert_exprs()) - {"up"}  # `up` is Prometheus' own
-    assert sorted(queried - scraped - PENDING) == []
+    assert sorted(queried - scraped) == []
 
 
 def test_operator_pod_is_admitted_where_the_restricted_pod_security_standard_is_enforced(

@@ -116,17 +116,44 @@ def test_a_standby_decides_nothing_and_acts_at_once_when_it_leads() -> None:
     scenario(test)
 
 
-def test_a_refused_create_is_said_in_the_status_and_an_event_with_the_servers_words() -> None:
+def test_a_create_refused_for_its_spec_fails_the_step_at_once_with_the_servers_words() -> None:
     async def test(kube: FakeKube, controller: Controller) -> None:
         words = 'Job.batch "p-a" is invalid: strict decoding error: unknown field "spec.x"'
         kube.refuse = ApiError(422, "Unprocessable Entity", json.dumps({"message": words}))
+        controller.lead(True)
+        controller.pipeline_event("ADDED", PIPELINE)
+        await until(lambda: any(s.get("phase") == "Degraded" for s in kube.statuses), "Degraded")
+        status = next(s for s in kube.statuses if s.get("phase") == "Degraded")
+        (step,) = status["tasks"]
+        assert (step["phase"], step["reason"], step["message"]) == ("Failed", "JobRejected", words)
+        assert step["attempts"] == 1  # not retried: the spec is the user's to fix
+        reasons = [r for r, _ in kube.events]
+        assert reasons.index("TaskFailed") < reasons.index("Degraded")
+        assert "JobCreateFailed" not in reasons
+        failed = next(m for r, m in kube.events if r == "TaskFailed")
+        assert words in failed and "not retryable" in failed
+        assert controller.metrics.job_api_errors.labels("create", "422")._value.get() == 1
+
+    scenario(test)
+
+
+def test_a_create_refused_for_another_reason_is_said_and_retried() -> None:
+    async def test(kube: FakeKube, controller: Controller) -> None:
+        words = 'jobs.batch "p-a" is forbidden: exceeded quota: q, requested: count/jobs.batch=1'
+        kube.refuse = ApiError(403, "Forbidden", json.dumps({"message": words}))
         controller.lead(True)
         controller.pipeline_event("ADDED", PIPELINE)
         await until(lambda: any("message" in s for s in kube.statuses), "the message")
         message = next(s["message"] for s in kube.statuses if "message" in s)
         assert words in message and message.startswith("Could not create Jobs: ")
         assert kube.events[0] == ("JobCreateFailed", message)
-        assert controller.metrics.job_api_errors.labels("create", "422")._value.get() == 1
+        assert controller.metrics.job_api_errors.labels("create", "403")._value.get() == 1
+        # Issue 19: a phase, a progress and a condition that names the refusal.
+        status = next(s for s in kube.statuses if "message" in s)
+        assert (status["phase"], status["progress"]) == ("Pending", "0/1")
+        (cond,) = [c for c in status["conditions"] if c["type"] == "Progressing"]
+        assert (cond["status"], cond["reason"]) == ("False", "JobCreateFailed")
+        assert words in cond["message"]
 
     scenario(test)
 

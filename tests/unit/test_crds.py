@@ -234,8 +234,10 @@ def test_pipeline_steps_carry_cel_rules_for_task_choice_and_self_dependency() ->
 
     assert rules == {
         "exactly one of taskRef and task must be set": "has(self.taskRef) != has(self.task)",
-        "a task cannot depend on itself": "!has(self.dependsOn) || !(self.name in self.dependsOn)",
+        "a step cannot depend on itself": "!has(self.dependsOn) || !(self.name in self.dependsOn)",
     }
+    expressions = [r.get("messageExpression") for r in item["x-kubernetes-validations"]]
+    assert "'step \"' + self.name + '\" cannot depend on itself'" in expressions
 
 
 def test_step_name_schema_matches_a_dns_label() -> None:
@@ -356,7 +358,12 @@ def test_pipeline_crd_names_status_subresource_and_printer_columns() -> None:
         ("Progress", "string", ".status.progress"),
         ("Age", "date", ".metadata.creationTimestamp"),
         ("Message", "string", ".status.message"),
+        ("Run", "integer", ".status.run"),
+        ("Started", "date", ".status.startedAt"),
+        ("Finished", "date", ".status.finishedAt"),
     ]
+    wide = [c["name"] for c in version["additionalPrinterColumns"] if c.get("priority") == 1]
+    assert wide == ["Run", "Started", "Finished"]  # kubectl get pl -o wide
 
 
 def test_task_crd_names_printer_columns_and_no_status() -> None:
@@ -391,3 +398,12 @@ def test_converter_refuses_a_field_without_description() -> None:
 
     with pytest.raises(gen.SchemaError, match="description"):
         gen.model_schema(Bad, "bad")
+
+
+def test_task_short_name_does_not_collide_with_tekton() -> None:
+    # Tekton's Task is tasks.tekton.dev: `kubectl get tasks` is ambiguous with both
+    # installed, so Sluice's has a short name of its own (issue 19).
+    names = TASK["spec"]["names"]
+    assert names["plural"] == "tasks"
+    assert names["shortNames"] == ["stask"]
+    assert not {"task", "tasks"} & set(names["shortNames"])

@@ -356,9 +356,6 @@ def _metric_names(exprs: list[str]) -> set[str]:
     return names
 
 
-# Exported by every replica once issue 19's leader gauge lands (1 on the
-# replica holding the Lease): rules and panels join on it.
-PENDING = {"sluice_leader"}
 PROCESS = {
     "process_cpu_seconds_total",
     "process_resident_memory_bytes",
@@ -385,7 +382,7 @@ def test_dashboard_panels_parse_and_query_only_declared_metrics() -> None:
     board = json.loads((chart.CHART / "dashboards" / "sluice.json").read_text())
     exprs = [t["expr"] for p in board["panels"] for t in p.get("targets", [])]
     queried = _metric_names(exprs)
-    assert queried - _declared_metric_names() <= PROCESS | PENDING
+    assert queried - _declared_metric_names() <= PROCESS
     wanted = {  # what the issue asks the dashboard to show
         "sluice_pipelines",
         "sluice_pipeline_degraded",
@@ -411,7 +408,7 @@ def test_alert_expressions_parse_and_query_only_declared_metrics() -> None:
         )
     )
     exprs = [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]]
-    assert _metric_names(exprs) - _declared_metric_names() <= {"up"} | PROCESS | PENDING
+    assert _metric_names(exprs) - _declared_metric_names() <= {"up"} | PROCESS
 
 
 # --------------------------------------------------------------------------- high availability

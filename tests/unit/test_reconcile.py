@@ -92,8 +92,9 @@ def test_failed_attempt_is_retried_after_the_backoff() -> None:
     plan = w.reconcile()
     ts = w.task_status("a")
     assert ts["phase"] == "Retrying"
-    assert ts["reason"] == "PodFailurePolicy"
-    assert "exit code 3" in ts["message"]
+    # A plain non-zero exit says so: not the Job's PodFailurePolicy (issue 19).
+    assert ts["reason"] == "ExitCode"
+    assert ts["message"].startswith("exit code 3: ")
     assert ts["nextRetryAt"] == "2026-11-26T12:00:10Z"
     assert plan.requeue_after == 10
     assert any(e.reason == "TaskRetrying" for e in plan.events)
@@ -157,17 +158,18 @@ def test_exhausted_retries_degrade_the_pipeline_and_block_dependents() -> None:
     assert w.phase == "Degraded"
     assert w.condition("Degraded")["status"] == "True"
     assert "a failed" in w.status["message"]
-    assert plan.run_finished == "Degraded"
+    assert plan.run_finished is None  # counted when it settles: branches still run
     assert {e.reason for e in plan.events} >= {"TaskFailed", "Degraded"}
     # The independent branch goes on (ContinueIndependent is the default).
     w.succeed("x")
     w.reconcile()
     assert "y" in w.active_tasks()
     w.succeed("y")
-    w.reconcile()
+    plan = w.reconcile()
     assert w.task_phase("y") == "Succeeded"
     assert w.phase == "Degraded"
     assert w.status.get("finishedAt")  # nothing more can happen without a fix
+    assert plan.run_finished == "Degraded" and w.status["firstResult"] == "Degraded"
 
 
 def test_stop_all_starts_nothing_new_after_a_failure() -> None:
@@ -491,3 +493,64 @@ def test_editing_the_spec_mid_run_adds_new_tasks() -> None:
     w.reconcile()
     assert w.active_tasks() == {"a", "e"}
     assert w.status["observedGeneration"] == 2
+
+
+def test_the_words_of_a_failure_and_a_success_agree_with_the_status() -> None:
+    # Issue 19: "TaskFailed ... (1 attempt(s), retry limit 0)" while the status said 2
+    # attempts; "Degraded" before "TaskFailed"; "All 1 tasks succeeded."
+    w = World.of({"tasks": [step("a", retry={"limit": 1, "backoff": {"initialSeconds": 0}})]})
+    w.reconcile()
+    w.fail("a")
+    w.reconcile()
+    w.reconcile()
+    w.fail("a")
+    plan = w.reconcile()
+    assert w.task_status("a")["attempts"] == 2
+    reasons = [e.reason for e in plan.events]
+    assert reasons.index("TaskFailed") < reasons.index("Degraded")
+    failed = next(e for e in plan.events if e.reason == "TaskFailed")
+    assert "(attempt 2, retry limit 1)" in failed.message
+    assert "ExitCode: exit code 3: " in failed.message
+
+    w = World.of({"tasks": [step("a")]})
+    w.reconcile()
+    w.succeed("a")
+    plan = w.reconcile()
+    assert w.status["message"] == "The step succeeded."
+    assert [e.message for e in plan.events if e.reason == "Succeeded"] == [
+        "Run 1: its step succeeded."
+    ]
+
+
+def test_a_run_counts_once_and_a_success_after_a_fix_is_a_recovery() -> None:
+    # Issue 19: Degraded, then Succeeded after a fix, counted two runs; a retry that
+    # failed again added another Degraded.
+    w = World.of({"tasks": [step("a", retry={"limit": 0})]})
+    w.reconcile()
+    w.fail("a")
+    plans = [w.reconcile()]
+    assert w.phase == "Degraded"
+    w.annotate("sluice.dev/retry", "1")
+    plans.append(w.reconcile())
+    w.fail("a")  # the retry fails again
+    plans.append(w.reconcile())
+    assert w.phase == "Degraded"
+    w.annotate("sluice.dev/retry", "2")
+    plans.append(w.reconcile())
+    w.succeed("a")
+    plans.append(w.reconcile())
+    plans.append(w.settle())
+    assert w.phase == "Succeeded"
+    assert [p.run_finished for p in plans if p.run_finished] == ["Degraded"]
+    assert [p.run_recovered for p in plans].count(True) == 1
+    reasons = [e.reason for p in plans for e in p.events]
+    # "Recovered" only once the retried step has run and the run succeeded.
+    assert reasons.count("Recovered") == 1
+    assert reasons.index("Recovered") > reasons.index("Succeeded") > reasons.index("Resumed")
+    w.annotate("sluice.dev/rerun", "1")  # a fresh run counts afresh
+    again = [w.reconcile()]
+    assert w.status["run"] == 2 and w.status.get("firstResult") is None
+    w.succeed("a")
+    again += [w.reconcile(), w.settle()]
+    assert [p.run_finished for p in again if p.run_finished] == ["Succeeded"]
+    assert not any(p.run_recovered for p in again)

@@ -79,7 +79,7 @@ def test_self_dependency_and_duplicates_are_named() -> None:
 
     assert errors(check_pipeline(spec)) == [
         'task name "b" is used twice',
-        'task "a": a task cannot depend on itself',
+        'step "a" cannot depend on itself',
         'task "b" lists "a" twice in dependsOn',
     ]
 

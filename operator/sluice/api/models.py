@@ -255,7 +255,9 @@ class PipelineTask(Model):
                 },
                 {
                     "rule": "!has(self.dependsOn) || !(self.name in self.dependsOn)",
-                    "message": "a task cannot depend on itself",
+                    "message": "a step cannot depend on itself",
+                    # Names the step: the API server's path only says spec.tasks[N].
+                    "messageExpression": "'step \"' + self.name + '\" cannot depend on itself'",
                 },
             ]
         }

@@ -96,6 +96,12 @@ class PipelineStatus(Model):
         },
         description="Standard conditions: Succeeded, Progressing, Degraded.",
     )
+    first_result: str | None = Field(
+        default=None,
+        description="The result the run first settled at (Succeeded, Degraded or Failed): "
+        "what sluice_pipeline_runs_total counted it as. A later success of the same run "
+        "after a fix counts in sluice_pipeline_recoveries_total.",
+    )
     handled_retry: str | None = Field(
         default=None, description=f"Value of the {RETRY_ANNOTATION} annotation already acted on."
     )

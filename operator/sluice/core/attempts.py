@@ -65,8 +65,21 @@ def _fold_step(d: Decision, ts: TaskStatus, jobs: list[JobView]) -> None:
         d.move(ts, _T.SUCCEEDED)
     elif current.state == "Failed":
         kind = retry.classify_job_failure(current.reason, current.message)
-        reason, message = current.reason or "Failed", current.message or ""
+        reason, message = _failure_words(current.reason, current.message, kind)
         _attempt_failed(d, ts, reason, message, kind, current.finished_at or d.now)
+
+
+def _failure_words(reason: str | None, message: str | None, kind: FailureKind) -> tuple[str, str]:
+    """The reason and message a user reads for a failed Job.
+
+    A plain non-zero exit fails the Job through its podFailurePolicy (retry.py),
+    so the Job says ``PodFailurePolicy``: easily taken for the retryOn kind
+    ``PodFailure``. Such a failure is named ``ExitCode``, with the code first.
+    """
+    code = retry.exit_code_from_message(message)
+    if reason == "PodFailurePolicy" and kind == FailureKind.FAILED and code is not None:
+        return "ExitCode", f"exit code {code}: {message}"
+    return reason or "Failed", message or ""
 
 
 def _attempt_failed(
@@ -78,7 +91,7 @@ def _attempt_failed(
     policy = d.retry_policies.get(ts.name) or RetryPolicy()
     limit = policy.limit
     used = ts.attempts - ts.retry_base
-    retryable = retry.is_retryable(kind, policy.retry_on)
+    retryable = retry.is_retryable(kind, policy.retry_on) and reason != retry.JOB_REJECTED
     detail = f": {message}" if message else ""
     if retryable and used <= limit:
         b = policy.backoff
@@ -94,7 +107,9 @@ def _attempt_failed(
     else:
         ts.next_retry_at = None
         d.move(ts, _T.FAILED, kind)
-        why = "not retryable" if not retryable else f"{used} attempt(s), retry limit {limit}"
+        # attempts counts every attempt of the run (those before a fix too), as the
+        # status does; the limit bounds the retries since the last fix.
+        why = "not retryable" if not retryable else f"attempt {ts.attempts}, retry limit {limit}"
         d.event("Warning", "TaskFailed", f'Task "{ts.name}" failed: {reason}{detail} ({why}).')
 
 

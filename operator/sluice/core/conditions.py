@@ -150,7 +150,9 @@ def phase_and_message(
     if timed_out(st):
         return st.phase, st.message
     if done == total:
-        return _P.SUCCEEDED, f"All {total} tasks succeeded."
+        return _P.SUCCEEDED, (
+            "The step succeeded." if total == 1 else f"All {total} steps succeeded."
+        )
     if failed:
         names = ", ".join(failed[:5]) + (" ..." if len(failed) > 5 else "")
         n_blocked = phases.count(TaskPhase.BLOCKED)

@@ -41,4 +41,7 @@ class Plan:
     """Seconds until something is due (a backoff, a timeout, a TTL), if anything."""
     transitions: list[TaskTransition] = field(default_factory=list)
     run_finished: str | None = None
-    """The result ("Succeeded", "Failed", "Degraded") when the run reached it now."""
+    """The result ("Succeeded", "Failed", "Degraded") when the run first settled now:
+    once per run (``status.firstResult`` remembers it)."""
+    run_recovered: bool = False
+    """The run, first settled as Degraded, succeeded now (after a fix or a retry)."""

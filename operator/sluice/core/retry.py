@@ -26,6 +26,7 @@ __all__ = [
     "EVICTED",
     "FAILED",
     "FAILURE_KINDS",
+    "JOB_REJECTED",
     "POD_FAILURE",
     "FailureKind",
     "backoff_seconds",
@@ -42,6 +43,12 @@ EVICTED: Final = FailureKind.EVICTED
 POD_FAILURE: Final = FailureKind.POD_FAILURE
 
 FAILURE_KINDS: tuple[FailureKind, ...] = tuple(FailureKind)
+
+JOB_REJECTED: Final = "JobRejected"
+"""The reason of an attempt whose Job the API server refused to create because of its
+spec (a 400 or 422: strict field validation, an invalid field). The shell reports
+such an attempt as a failed Job of that reason; it is never retried: the spec is
+the user's to fix, and a fixed Task starts a new attempt as after any failure."""
 
 _EXIT_CODE = re.compile(r"\bexit code (-?\d+)\b", re.IGNORECASE)
 
@@ -101,7 +108,7 @@ def classify_job_failure(reason: str | None, message: str | None) -> FailureKind
         if exit_code_from_message(message) is not None:
             return FAILED
         return POD_FAILURE
-    if reason == "BackoffLimitExceeded":
+    if reason in ("BackoffLimitExceeded", JOB_REJECTED):
         return FAILED
     return POD_FAILURE
 

@@ -99,6 +99,7 @@ def _start_run(
     st.run = run
     st.started_at = d.now
     st.finished_at = None
+    st.first_result = None
     st.phase = _P.PENDING
     st.handled_rerun = rerun
     st.handled_retry = retry_token
@@ -175,6 +176,8 @@ def time_out(d: Decision, spec: PipelineSpec, run_jobs: Sequence[JobView]) -> bo
             d.move(ts, _T.SKIPPED)
     st.phase = _P.FAILED
     st.finished_at = d.now
+    if st.first_result is None:
+        st.first_result = d.plan.run_finished = str(_P.FAILED)
     st.message = f"The pipeline timed out after {spec.timeout_seconds}s."
     st.conditions = set_condition(
         st.conditions, "Succeeded", "False", "Timeout", st.message, d.now, None
@@ -273,11 +276,18 @@ def summarise(d: Decision, spec: PipelineSpec, generation: int | None) -> None:
     finished = st.phase in (_P.SUCCEEDED, _P.FAILED) or (st.phase == _P.DEGRADED and not active)
     if finished and st.finished_at is None:
         st.finished_at = d.now
+        if st.first_result is None:
+            # One count per run (the run metrics): its first settled result.
+            st.first_result = str(st.phase)
+            d.plan.run_finished = st.first_result
     elif not finished:
         st.finished_at = None
 
     if st.phase != old_phase:
         _phase_events(d, old_phase, total)
+    if st.phase == _P.SUCCEEDED and old_phase != _P.SUCCEEDED and st.first_result == _P.DEGRADED:
+        d.plan.run_recovered = True
+        d.event("Normal", "Recovered", f"Run {st.run} succeeded after it was Degraded.")
     rows = conditions_for(st.phase, active, spec.suspend)
     set_conditions(st, rows, st.message or "", d.now, generation)
 
@@ -285,13 +295,13 @@ def summarise(d: Decision, spec: PipelineSpec, generation: int | None) -> None:
 def _phase_events(d: Decision, old_phase: PipelinePhase | None, total: int) -> None:
     st = d.status
     if st.phase == _P.SUCCEEDED:
-        d.plan.run_finished = "Succeeded"
-        d.event("Normal", "Succeeded", f"Run {st.run}: all {total} tasks succeeded.")
+        steps = "its step" if total == 1 else f"all {total} steps"
+        d.event("Normal", "Succeeded", f"Run {st.run}: {steps} succeeded.")
     elif st.phase == _P.DEGRADED:
-        d.plan.run_finished = "Degraded"
         d.event("Warning", "Degraded", st.message or "")
     elif st.phase == _P.RUNNING and old_phase == _P.DEGRADED:
-        d.event("Normal", "Recovered", "No failed task left: the pipeline is running again.")
+        # Not "Recovered" yet: the retried steps have not run (issue 19).
+        d.event("Normal", "Resumed", "No failed step left: the run goes on.")
 
 
 def fail_invalid(d: Decision, problems: Sequence[str], generation: int | None) -> None:

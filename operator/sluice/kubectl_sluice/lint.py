@@ -129,14 +129,29 @@ def _cel_program(rule: str) -> Any:
     return cel.new_env({"self": cel.DYN}, math=False).compile(rule)
 
 
-def _cel(rule: str, value: Any) -> bool | None:
-    """The rule's verdict on ``value``; None when it cannot be evaluated here."""
+def _cel_value(expression: str, value: Any) -> Any:
+    """The expression's value on ``value``; None when it cannot be evaluated here."""
     try:
-        result = _cel_program(rule).eval(data={"self": value})
-        verdict = result.value()
+        return _cel_program(expression).eval(data={"self": value}).value()
     except Exception:
         return None
+
+
+def _cel(rule: str, value: Any) -> bool | None:
+    """The rule's verdict on ``value``; None when it cannot be evaluated here."""
+    verdict = _cel_value(rule, value)
     return verdict if isinstance(verdict, bool) else None
+
+
+def _cel_message(rule: Mapping[str, Any], value: Any) -> str:
+    """What the API server says when ``rule`` fails: its messageExpression's string if
+    that evaluates to a non-empty one, else its message."""
+    expression = rule.get("messageExpression")
+    if expression:
+        said = _cel_value(expression, value)
+        if isinstance(said, str) and said.strip():
+            return said
+    return str(rule.get("message") or f"failed rule: {rule['rule']}")
 
 
 def _key(path: str, name: str) -> str:
@@ -183,7 +198,7 @@ def _walk(value: Any, schema: Mapping[str, Any], path: str, out: list[str]) -> N
         _walk_object(value, schema, path, where, out)
     for rule in schema.get("x-kubernetes-validations") or []:
         if _cel(rule["rule"], value) is False:
-            message = rule.get("message") or f"failed rule: {rule['rule']}"
+            message = _cel_message(rule, value)
             out.append(f"{where}: Invalid value: {_q(_type_of(value))}: {message}")
 
 

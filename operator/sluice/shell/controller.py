@@ -34,7 +34,7 @@ from typing import Any
 from sluice.core.reconcile import JobView, Plan, Prepared, prepare, reconcile
 from sluice.metrics import Metrics
 from sluice.shell.backoff import BACKOFF
-from sluice.shell.expectations import Expectations
+from sluice.shell.expectations import Expectations, Refusals
 from sluice.shell.jobs import JobIndex, PipelineKey
 from sluice.shell.kube import ApiError, Kube
 from sluice.shell.recorder import Recorder
@@ -109,6 +109,8 @@ class Controller:
         self.job_index = JobIndex(kube, self.wake, idle_timeout=watch_timeout)
         self.job_index.on_relist = metrics.job_relists.inc
         self.expectations = Expectations()
+        self.refusals = Refusals()
+        """Jobs the API server refused for their spec: failed attempts to the reconciler."""
         self.tasks = tasks
         self.metrics = metrics
         self.recorder = Recorder(metrics)
@@ -185,6 +187,7 @@ class Controller:
                 del self._prepared[stale]
         self.status.forget(key)
         self.expectations.forget(key)
+        self.refusals.forget(key)
         if worker and not any(k[0] == key[0] for k in self.workers):
             self.job_index.release(key[0])
         self.recorder.forget(key)
@@ -239,7 +242,8 @@ class Controller:
         those created but not shown yet."""
         ns, name = worker.key
         uid = (worker.body.get("metadata") or {}).get("uid") or ""
-        return self.expectations.merge(worker.key, self.job_index.jobs(ns, name, owner=uid))
+        seen = self.expectations.merge(worker.key, self.job_index.jobs(ns, name, owner=uid))
+        return self.refusals.merge(worker.key, seen)
 
     def _fingerprint(
         self, worker: _Worker, body: Mapping[str, Any], jobs: list[JobView]
@@ -328,15 +332,23 @@ class Controller:
         """Create and delete the plan's Jobs, then hand its status and Events to the
         writer: the views of the Jobs created, and the new status if any. A refused
         create posts an Event and a status message instead, and is retried after a
-        backoff (`worker.errors`)."""
+        backoff (`worker.errors`). A create refused for the Job's spec (400, 422) is
+        the user's to fix, not retried: it becomes that attempt's failed Job
+        (`Refusals`), and the worker looks again at once."""
         ns, _ = worker.key
         failures: list[str] = []
         created: list[JobView] = []
+        rejected: list[str] = []
 
         async def create(manifest: dict[str, Any]) -> None:
-            problem = await self._create(ns, manifest)
+            problem, code = await self._create(ns, manifest)
             if problem is not None:
-                failures.append(f"{manifest['metadata']['name']}: {problem}")
+                name = manifest["metadata"]["name"]
+                if code in _REJECTED:
+                    self.refusals.refuse(worker.key, manifest, problem, now)
+                    rejected.append(f"{name}: {problem}")
+                else:
+                    failures.append(f"{name}: {problem}")
                 return
             view = self.expectations.expect(worker.key, manifest, now)
             if view is not None:
@@ -345,13 +357,18 @@ class Controller:
         await asyncio.gather(
             *(create(m) for m in plan.create), *(self._delete(ns, j) for j in plan.delete)
         )
+        for job_name in plan.delete:
+            self.refusals.drop(worker.key, job_name)
+        if rejected:
+            log.warning("pipeline %s/%s: Job refused: %s", *worker.key, "; ".join(rejected[:3]))
+            worker.wake.set()  # the next reconcile sees the refused attempt as failed
         if failures:
             # Don't record attempts whose Jobs don't exist; say why and try again soon.
             message = "Could not create Jobs: " + "; ".join(failures[:3])
             log.warning("pipeline %s/%s: %s", *worker.key, message)
             self.status.post(worker.key, [("Warning", "JobCreateFailed", message)])
             current = self._effective_body(worker).get("status") or {}
-            self.status.update(worker.key, {**current, "message": message}, urgent=True)
+            self.status.update(worker.key, _refused_status(body, current, message), urgent=True)
             worker.errors += 1
             return created, None
         worker.errors = 0
@@ -367,8 +384,8 @@ class Controller:
             return created, status
         return created, None
 
-    async def _create(self, ns: str, manifest: dict[str, Any]) -> str | None:
-        """Create one Job: None when it exists now, else what went wrong."""
+    async def _create(self, ns: str, manifest: dict[str, Any]) -> tuple[str | None, int]:
+        """Create one Job: (None, 0) when it exists now, else (what went wrong, HTTP status)."""
         try:
             sent = time.monotonic()
             await self.kube.create_job(ns, manifest)
@@ -377,13 +394,13 @@ class Controller:
         except ApiError as e:
             if e.status != 409:
                 self.metrics.job_api_errors.labels("create", str(e.status)).inc()
-                return e.message
+                return e.message, e.status
             # AlreadyExists: this attempt's Job is there (we created it before a
             # crash) -- unless the name belongs to someone else's object.
             if not await self._owned(ns, manifest):
                 self.metrics.job_api_errors.labels("create", "409").inc()
-                return "a Job of that name exists and belongs to something else"
-        return None
+                return "a Job of that name exists and belongs to something else", 409
+        return None, 0
 
     async def _delete(self, ns: str, job_name: str) -> None:
         try:
@@ -404,6 +421,43 @@ class Controller:
         owners = {o.get("uid") for o in meta.get("ownerReferences") or []}
         task = (meta.get("annotations") or {}).get("sluice.dev/task-name")
         return want_uid in owners and task == want_task
+
+
+def _refused_status(
+    body: Mapping[str, Any], current: Mapping[str, Any], message: str
+) -> dict[str, Any]:
+    """The status of a pipeline whose Jobs the API server refuses for now (a full
+    ResourceQuota, RBAC, overload): the last status decided, with a phase and a
+    progress if it had none yet, the message, and a ``Progressing`` condition with
+    reason ``JobCreateFailed`` (something for ``kubectl wait`` and dashboards). The
+    attempts are not recorded: their Jobs don't exist. The next reconcile that
+    creates them writes the reconciler's own conditions over this one."""
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    steps = len((body.get("spec") or {}).get("tasks") or [])
+    status = {**current, "message": message}
+    status.setdefault("phase", "Pending")
+    status.setdefault("progress", f"0/{steps}")
+    conditions = [c for c in current.get("conditions") or [] if c.get("type") != "Progressing"]
+    old: Mapping[str, Any] = next(
+        (c for c in current.get("conditions") or [] if c.get("type") == "Progressing"), {}
+    )
+    changed = old.get("status") != "False" or old.get("reason") != "JobCreateFailed"
+    conditions.append(
+        {
+            "type": "Progressing",
+            "status": "False",
+            "reason": "JobCreateFailed",
+            "message": message,
+            "lastTransitionTime": now if changed else old.get("lastTransitionTime", now),
+        }
+    )
+    status["conditions"] = conditions
+    return status
+
+
+_REJECTED = frozenset({400, 422})
+"""Refusals of a Job create that are about its spec (BadRequest: strict field validation;
+Invalid): the user's to fix. Others (403 quota or RBAC, 429, 5xx) are retried."""
 
 
 def _slim(body: Mapping[str, Any]) -> dict[str, Any]:

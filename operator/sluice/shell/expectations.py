@@ -16,9 +16,10 @@ from typing import Any
 
 from sluice.api import rfc3339
 from sluice.core.reconcile import JobView, observe_job
+from sluice.core.retry import JOB_REJECTED
 from sluice.shell.jobs import PipelineKey
 
-__all__ = ["EXPECTATION_TTL", "Expectations"]
+__all__ = ["EXPECTATION_TTL", "REJECTED", "Expectations", "Refusals"]
 
 EXPECTATION_TTL = 120.0
 
@@ -63,3 +64,55 @@ class Expectations:
 
     def forget(self, key: PipelineKey) -> None:
         self._expected.pop(key, None)
+
+
+REJECTED = JOB_REJECTED
+
+
+class Refusals:
+    """Jobs the API server refused to create because of their spec (400, 422).
+
+    Such a refusal is the user's to fix, not a hiccup to retry: the reconciler
+    sees it as that attempt's Job, failed with reason ``JobRejected`` and the
+    API server's own message (`observe_job` of the manifest with a Failed
+    condition), so the step fails as for any failed Job and a corrected Task
+    recovers it the same way. Kept until the reconciler deletes that Job or
+    the pipeline goes; a restarted operator creates it again and is refused
+    again.
+    """
+
+    def __init__(self) -> None:
+        self._refused: dict[PipelineKey, dict[str, JobView]] = {}
+
+    def refuse(
+        self, key: PipelineKey, manifest: Mapping[str, Any], message: str, now: datetime
+    ) -> None:
+        meta = manifest.get("metadata") or {}
+        at = rfc3339(now)
+        failed = {"type": "Failed", "status": "True", "reason": REJECTED, "message": message}
+        view = observe_job(
+            {
+                **manifest,
+                "metadata": {**meta, "creationTimestamp": at},
+                "status": {"conditions": [{**failed, "lastTransitionTime": at}]},
+            }
+        )
+        if view is not None:
+            self._refused.setdefault(key, {})[view.name] = view
+
+    def merge(self, key: PipelineKey, jobs: list[JobView]) -> list[JobView]:
+        refused = self._refused.get(key)
+        if not refused:
+            return jobs
+        names = {j.name for j in jobs}
+        return jobs + [v for n, v in refused.items() if n not in names]
+
+    def drop(self, key: PipelineKey, job_name: str) -> None:
+        refused = self._refused.get(key)
+        if refused is not None:
+            refused.pop(job_name, None)
+            if not refused:
+                del self._refused[key]
+
+    def forget(self, key: PipelineKey) -> None:
+        self._refused.pop(key, None)

@@ -21,6 +21,7 @@ import logging
 import ssl
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -49,6 +50,10 @@ def load_config() -> client.Configuration:
     except config.ConfigException:
         config.load_kube_config(client_configuration=cfg)
     return cfg
+
+
+_EVENT_CACHE = 4096
+"""Events remembered for aggregation (client-go's correlator keeps 4096 too)."""
 
 
 class ApiError(Exception):
@@ -93,6 +98,9 @@ class Kube:
         self.cfg = cfg
         self.base = cfg.host.rstrip("/")
         self.component = component
+        self._events: OrderedDict[tuple[str, ...], tuple[str, str, int]] = OrderedDict()
+        """Events posted lately, by (object uid, type, reason, message): (namespace,
+        name, count). A repeat increments the existing Event's count (`post_event`)."""
         self.connections = connections
         self._ssl: ssl.SSLContext | None = (
             _ssl_context(cfg) if self.base.startswith("https") else None
@@ -279,14 +287,42 @@ class Kube:
     async def post_event(
         self, pipeline: dict[str, Any], type_: str, reason: str, message: str
     ) -> None:
+        """Post an Event; the same Event again (same object, type, reason and message)
+        increments the count and lastTimestamp of the one posted before, as client-go's
+        event recorder does, instead of making another object (a Job create refused
+        by a full quota is refused again at every backoff)."""
         meta = pipeline.get("metadata") or {}
         now = rfc3339(datetime.now(UTC))
         namespace = meta.get("namespace") or "default"
+        key = (str(meta.get("uid") or ""), type_, reason, message[:1024])
+        seen = self._events.get(key)
+        if seen is not None:
+            ns, name, count = seen
+            patch = {"count": count + 1, "lastTimestamp": now}
+            try:
+                await self._request(
+                    "PATCH",
+                    f"/api/v1/namespaces/{quote(ns)}/events/{quote(name)}",
+                    patch,
+                    content_type="application/merge-patch+json",
+                )
+            except ApiError as e:
+                if e.status != 404:
+                    raise
+                del self._events[key]  # expired (the API server's event TTL): post anew
+            else:
+                self._events[key] = (ns, name, count + 1)
+                self._events.move_to_end(key)
+                return
+        name = f"{meta.get('name', 'pipeline')[:200]}.{uuid.uuid4().hex[:12]}"
+        self._events[key] = (namespace, name, 1)
+        while len(self._events) > _EVENT_CACHE:
+            self._events.popitem(last=False)
         body = {
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {
-                "name": f"{meta.get('name', 'pipeline')[:200]}.{uuid.uuid4().hex[:12]}",
+                "name": name,
                 "namespace": namespace,
             },
             "involvedObject": {
@@ -307,7 +343,11 @@ class Kube:
             "lastTimestamp": now,
             "count": 1,
         }
-        await self._request("POST", f"/api/v1/namespaces/{quote(namespace)}/events", body)
+        try:
+            await self._request("POST", f"/api/v1/namespaces/{quote(namespace)}/events", body)
+        except BaseException:
+            self._events.pop(key, None)
+            raise
 
     # ------------------------------------------------------------------ leases
     def _lease_path(self, namespace: str, name: str = "") -> str:

@@ -59,6 +59,8 @@ class Recorder:
             if started and finished:
                 d = parse_rfc3339(finished) - parse_rfc3339(started)
                 m.run_duration.labels(ns, plan.run_finished).observe(d.total_seconds())
+        if plan.run_recovered:
+            m.pipeline_recoveries.labels(ns).inc()
         if not self.leading:
             return
         phase = status.get("phase")

@@ -73,7 +73,7 @@ def _check_graph(report: Report, spec: PipelineSpec) -> None:
         listed: set[str] = set()
         for dep in step.depends_on:
             if dep == step.name:
-                report.add("error", f"task {quote(step.name)}: a task cannot depend on itself")
+                report.add("error", f"step {quote(step.name)} cannot depend on itself")
             elif dep in listed:
                 report.add(
                     "error", f"task {quote(step.name)} lists {quote(dep)} twice in dependsOn"
