@@ -29,8 +29,6 @@ ROOT = Path(__file__).resolve().parent.parent / "operator" / "sluice"
 KNOWN: frozenset[str] = frozenset(
     {
         "core/dataflow.py:analyse",
-        "core/references.py",
-        "core/references.py:check",
         "kubectl_sluice/app.py",
         "kubectl_sluice/lint.py:_walk",
         "kubectl_sluice/logs.py:_follow_step",
