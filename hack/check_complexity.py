@@ -28,7 +28,6 @@ ROOT = Path(__file__).resolve().parent.parent / "operator" / "sluice"
 # "path relative to ROOT" for a module, "path:function" for a function.
 KNOWN: frozenset[str] = frozenset(
     {
-        "core/dataflow.py:analyse",
         "kubectl_sluice/app.py",
         "kubectl_sluice/lint.py:_walk",
         "kubectl_sluice/logs.py:_follow_step",
