@@ -29,8 +29,6 @@ ROOT = Path(__file__).resolve().parent.parent / "operator" / "sluice"
 KNOWN: frozenset[str] = frozenset(
     {
         "kubectl_sluice/app.py",
-        "kubectl_sluice/render.py",
-        "kubectl_sluice/render.py:view",
     }
 )
 
