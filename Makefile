@@ -63,6 +63,7 @@ lint: install  ## static checks
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy bench/*.py
 	$(VENV)/bin/lint-imports
+	$(PY) hack/check_complexity.py
 	$(PY) hack/gen_manifests.py --lint
 	$(VENV)/bin/hadolint Dockerfile
 	$(PY) hack/gen_crds.py --check

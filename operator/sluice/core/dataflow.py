@@ -71,18 +71,19 @@ class Flow:
         return [p for p in self.problems if p.severity == "error"]
 
 
-def analyse(
-    params: Sequence[str], main: Sequence[StepFlow], finally_: Sequence[StepFlow] = ()
-) -> Flow:
-    """The data flow of a pipeline; never raises."""
-    flow = Flow()
-    results = {s.name: (list(s.results) if s.results is not None else None) for s in main}
-    finally_results = {
-        s.name: (list(s.results) if s.results is not None else None) for s in finally_
-    }
+def _declared(steps: Sequence[StepFlow]) -> dict[str, list[str] | None]:
+    return {s.name: (list(s.results) if s.results is not None else None) for s in steps}
+
+
+def _scopes(
+    params: Sequence[str], main: Sequence[StepFlow], finally_: Sequence[StepFlow]
+) -> dict[bool, when.Scope]:
+    """The ``when`` scope of main steps (False) and of finally steps (True)."""
+    results = _declared(main)
+    finally_results = _declared(finally_)
     matrixed = [s.name for s in [*main, *finally_] if s.matrixed]
     external = [s.name for s in [*main, *finally_] if s.external]
-    scopes = {
+    return {
         False: when.Scope.for_main(
             params,
             results,
@@ -94,49 +95,52 @@ def analyse(
             params, results, finally_results, matrixed=matrixed, external=external
         ),
     }
-    for is_finally, steps in ((False, main), (True, finally_)):
-        for step in steps:
-            refs = references.step_refs(step.texts)
-            for where, text in step.texts:
-                if references.has_malformed(text):
-                    flow.problems.append(
-                        Problem(
-                            step.name,
-                            f'task "{step.name}": {where} has "$(tasks." that is not a '
-                            "reference: a reference is $(tasks.NAME.results.RESULT), "
-                            "$(tasks.NAME.status) or $(tasks.status)",
-                            severity="warning",
-                        )
-                    )
-            if step.when is not None:
-                compiled = when.compile(step.when, scopes[is_finally])
-                if isinstance(compiled, when.CompileError):
-                    flow.problems.append(
-                        Problem(
-                            step.name,
-                            f'task "{step.name}": when: {compiled.message}',
-                            external=compiled.external,
-                        )
-                    )
-                else:
-                    flow.whens[step.name] = compiled
-                    refs += [
-                        ("when", r)
-                        for r in sorted(compiled.references, key=lambda r: r.dotted)
-                        if r.kind != "param"
-                    ]
-            flow.refs[step.name] = refs
-            flow.result_producers[step.name] = list(
-                dict.fromkeys(r.step for _, r in refs if r.kind == "result" and r.step != step.name)
+
+
+def _malformed(step: StepFlow) -> list[Problem]:
+    """A warning for each text with ``$(tasks.`` that is no reference."""
+    return [
+        Problem(
+            step.name,
+            f'task "{step.name}": {where} has "$(tasks." that is not a '
+            "reference: a reference is $(tasks.NAME.results.RESULT), "
+            "$(tasks.NAME.status) or $(tasks.status)",
+            severity="warning",
+        )
+        for where, text in step.texts
+        if references.has_malformed(text)
+    ]
+
+
+def _add_step(flow: Flow, step: StepFlow, scope: when.Scope) -> None:
+    """One step's references, ``when`` and problems with them (but :func:`references.check`'s)."""
+    refs = references.step_refs(step.texts)
+    flow.problems += _malformed(step)
+    if step.when is not None:
+        compiled = when.compile(step.when, scope)
+        if isinstance(compiled, when.CompileError):
+            flow.problems.append(
+                Problem(
+                    step.name,
+                    f'task "{step.name}": when: {compiled.message}',
+                    external=compiled.external,
+                )
             )
-    flow.problems += references.check(
-        main=[s.name for s in main],
-        finally_=[s.name for s in finally_],
-        refs=flow.refs,
-        results={**results, **finally_results},
-        external={s.name: s.external for s in [*main, *finally_]},
-        depends_on={s.name: list(s.depends_on) for s in [*main, *finally_]},
+        else:
+            flow.whens[step.name] = compiled
+            refs += [
+                ("when", r)
+                for r in sorted(compiled.references, key=lambda r: r.dotted)
+                if r.kind != "param"
+            ]
+    flow.refs[step.name] = refs
+    flow.result_producers[step.name] = list(
+        dict.fromkeys(r.step for _, r in refs if r.kind == "result" and r.step != step.name)
     )
+
+
+def _add_graph(flow: Flow, main: Sequence[StepFlow], finally_: Sequence[StepFlow]) -> None:
+    """The merged dependencies of main and of finally steps, and a cycle references make."""
     implicit = references.implicit_dependencies(
         {n: [r for _, r in rs] for n, rs in flow.refs.items()}
     )
@@ -151,6 +155,26 @@ def analyse(
         found = references.reference_cycle(explicit, own)
         if found is not None:
             flow.problems.append(Problem(None, references.format_cycle(*found)))
+
+
+def analyse(
+    params: Sequence[str], main: Sequence[StepFlow], finally_: Sequence[StepFlow] = ()
+) -> Flow:
+    """The data flow of a pipeline; never raises."""
+    flow = Flow()
+    scopes = _scopes(params, main, finally_)
+    for is_finally, steps in ((False, main), (True, finally_)):
+        for step in steps:
+            _add_step(flow, step, scopes[is_finally])
+    flow.problems += references.check(
+        main=[s.name for s in main],
+        finally_=[s.name for s in finally_],
+        refs=flow.refs,
+        results={**_declared(main), **_declared(finally_)},
+        external={s.name: s.external for s in [*main, *finally_]},
+        depends_on={s.name: list(s.depends_on) for s in [*main, *finally_]},
+    )
+    _add_graph(flow, main, finally_)
     return flow
 
 

@@ -36,9 +36,11 @@ import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Literal
 
 from sluice.core import dag
+from sluice.core.reference_syntax import ANY_REF, REF, Ref, find, has_malformed
+from sluice.core.reference_syntax import ref_of as _ref
 
 __all__ = [
     "ANY_REF",
@@ -59,101 +61,6 @@ __all__ = [
     "step_refs",
     "substitute",
 ]
-
-_LABEL: Final = r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?"
-"""A DNS label: what a step name and a result name are."""
-
-REF: Final = re.compile(
-    rf"\$\(tasks\.(?:(?P<run>status)|(?P<step>{_LABEL})\.(?:(?P<status>status)|results\.(?P<result>{_LABEL})))\)"
-)
-"""``$(tasks.status)``, ``$(tasks.STEP.status)`` or ``$(tasks.STEP.results.NAME)``."""
-
-ANY_REF: Final = re.compile(
-    rf"\$\((?:params\.(?P<param>[A-Za-z_][A-Za-z0-9_.-]*)|tasks\.(?:(?P<run>status)|"
-    rf"(?P<step>{_LABEL})\.(?:(?P<status>status)|results\.(?P<result>{_LABEL}))))\)"
-)
-"""A reference :func:`substitute` replaces: :data:`REF` or ``$(params.NAME)`` (the grammar of
-``sluice.core.params.PARAM_REF``)."""
-
-_TASKS_START: Final = "$(tasks."
-
-RefKind = Literal["param", "phase", "result", "status", "run-status"]
-
-
-@dataclass(frozen=True, order=True)
-class Ref:
-    """One reference: to a step's result or status, or the run's status; and, in a ``when``
-    only, to a pipeline param or a step's phase (CEL variables ``params.NAME`` and
-    ``tasks.STEP.phase``; text fields have ``$(params.NAME)`` from ``sluice.core.params``)."""
-
-    kind: RefKind
-    step: str = ""
-    """The producer (empty for the run's status and for params)."""
-    name: str = ""
-    """The result's or the param's name."""
-
-    @staticmethod
-    def param(name: str) -> Ref:
-        return Ref("param", name=name)
-
-    @staticmethod
-    def phase(step: str) -> Ref:
-        return Ref("phase", step)
-
-    @staticmethod
-    def result(step: str, name: str) -> Ref:
-        return Ref("result", step, name)
-
-    @staticmethod
-    def status(step: str) -> Ref:
-        return Ref("status", step)
-
-    @staticmethod
-    def run_status() -> Ref:
-        return Ref("run-status")
-
-    @property
-    def path(self) -> tuple[str, ...]:
-        """Its parts: ``("tasks", "train", "results", "model-uri")``."""
-        if self.kind == "param":
-            return ("params", self.name)
-        if self.kind == "run-status":
-            return ("tasks", "status")
-        if self.kind == "result":
-            return ("tasks", self.step, "results", self.name)
-        return ("tasks", self.step, self.kind)
-
-    @property
-    def dotted(self) -> str:
-        """``tasks.train.results.model-uri``: how messages name it."""
-        return ".".join(self.path)
-
-    @property
-    def text(self) -> str:
-        """How it is written in a text field: ``$(tasks.train.results.model-uri)``."""
-        return f"$({self.dotted})"
-
-
-def _ref(m: re.Match[str]) -> Ref:
-    if m.group("run"):
-        return Ref.run_status()
-    if m.group("status"):
-        return Ref.status(m.group("step"))
-    return Ref.result(m.group("step"), m.group("result"))
-
-
-def find(text: str) -> list[Ref]:
-    """The references in ``text``, in order, each once."""
-    if _TASKS_START not in text:
-        return []  # the common case, cheaply
-    return list(dict.fromkeys(_ref(m) for m in REF.finditer(text)))
-
-
-def has_malformed(text: str) -> bool:
-    """Whether ``text`` has a ``$(tasks.`` that is not a reference (a likely typo, left as is:
-    worth a warning such as validation gives for ``$(params.``)."""
-    return text.count(_TASKS_START) > sum(1 for _ in REF.finditer(text))
-
 
 # ----------------------------------------------------------------------------- checks
 
@@ -178,6 +85,34 @@ def _q(name: str) -> str:
 def _did_you_mean(word: str, candidates: Iterable[str]) -> str:
     match = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.75)
     return f" (did you mean {_q(match[0])}?)" if match else ""
+
+
+def _depends_on_problems(
+    step: str, deps: Iterable[str], is_main: set[str], is_finally: set[str]
+) -> list[Problem]:
+    """The dependsOn rules: main steps cannot wait for finally ones, nor finally for main."""
+    where_step = f"task {_q(step)}"
+    in_finally = step in is_finally
+    out: list[Problem] = []
+    for dep in deps:
+        if not in_finally and dep in is_finally:
+            out.append(
+                Problem(
+                    step,
+                    f"{where_step} depends on finally task {_q(dep)}: finally tasks run "
+                    "after all the main tasks, so no main task can wait for one",
+                )
+            )
+        elif in_finally and dep in is_main:
+            out.append(
+                Problem(
+                    step,
+                    f"{where_step} is a finally task and depends on main task {_q(dep)}: "
+                    "finally tasks start once every main task has settled, so dependsOn "
+                    "may only name other finally tasks",
+                )
+            )
+    return out
 
 
 def check(
@@ -207,24 +142,9 @@ def check(
     for step in [*main, *finally_]:
         where_step = f"task {_q(step)}"
         in_finally = step in is_finally
-        for dep in (depends_on or {}).get(step, ()):
-            if not in_finally and dep in is_finally:
-                out.append(
-                    Problem(
-                        step,
-                        f"{where_step} depends on finally task {_q(dep)}: finally tasks run "
-                        "after all the main tasks, so no main task can wait for one",
-                    )
-                )
-            elif in_finally and dep in is_main:
-                out.append(
-                    Problem(
-                        step,
-                        f"{where_step} is a finally task and depends on main task {_q(dep)}: "
-                        "finally tasks start once every main task has settled, so dependsOn "
-                        "may only name other finally tasks",
-                    )
-                )
+        out.extend(
+            _depends_on_problems(step, (depends_on or {}).get(step, ()), is_main, is_finally)
+        )
         for where, ref in refs.get(step, ()):
             at = f"{where_step}: {where} uses {ref.text}"
             if ref.kind == "run-status":

@@ -25,7 +25,7 @@ from typing import Any, NoReturn, TextIO
 import yaml
 
 from sluice.api import RERUN_ANNOTATION, RETRY_ANNOTATION
-from sluice.kubectl_sluice import render
+from sluice.kubectl_sluice import actions, render
 from sluice.kubectl_sluice.kube import Conn, UserError, connect
 
 __all__ = ["main"]
@@ -280,95 +280,17 @@ def cmd_list(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- actions
 
 
-def _token(current: str | None) -> str:
-    token = _now().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return token + "-1" if token == current else token
-
-
-def _names(steps: Sequence[render.Step], limit: int = 6) -> str:
-    names = [s.name for s in steps]
-    return ", ".join(names[:limit]) + (
-        f" and {len(names) - limit} more" if len(names) > limit else ""
-    )
-
-
-def _annotation(obj: dict[str, Any], key: str) -> str | None:
-    value = ((obj.get("metadata") or {}).get("annotations") or {}).get(key)
-    return value if isinstance(value, str) else None
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" + ("" if n == 1 else "s")
-
-
-def _annotate(conn: Conn, ns: str, obj: dict[str, Any], key: str) -> None:
-    token = _token(_annotation(obj, key))
-    conn.patch_pipeline(ns, obj["metadata"]["name"], {"metadata": {"annotations": {key: token}}})
-
-
-def _retry(conn: Conn, ns: str, obj: dict[str, Any], v: render.PipelineView) -> int:
-    failed = [s for s in v.steps if s.phase == "Failed"]
-    if v.phase == "Failed":
-        print(
-            f"Pipeline {v.name} is Failed ({render.one_line(v.message) or 'terminal'}): a retry "
-            f"does nothing for it; fix its spec, or start a fresh run: `{PROG} rerun {v.name}`.",
-            file=sys.stderr,
-        )
-        return 1
-    if not failed:
-        print(f"Nothing to retry: no step of {v.name} has failed (phase {v.phase or '-'}).")
-        return 0
-    _annotate(conn, ns, obj, RETRY_ANNOTATION)
-    blocked = [s for s in v.steps if s.phase == "Blocked"]
-    text = (
-        f"Retrying {_plural(len(failed), 'failed step')} of {v.name}: {_names(failed)} "
-        "(one more attempt now, then the retry policy again)."
-    )
-    if blocked:
-        text += f" Blocked until then: {_names(blocked)}."
-    print(text)
-    return 0
-
-
-def _rerun(conn: Conn, ns: str, obj: dict[str, Any], v: render.PipelineView) -> int:
-    _annotate(conn, ns, obj, RERUN_ANNOTATION)
-    active = [s for s in v.steps if s.phase == "Running"]
-    text = f"Starting run {v.run + 1} of {v.name}: all {_plural(len(v.steps), 'step')} run again."
-    if active:
-        text += f" The running Jobs of run {v.run} are stopped: {_names(active)}."
-    if v.suspend:
-        text += f" It is suspended: nothing starts until `{PROG} resume {v.name}`."
-    print(text)
-    return 0
-
-
-def _suspend(conn: Conn, ns: str, v: render.PipelineView, suspend: bool) -> int:
-    if v.suspend == suspend:
-        print(f"Pipeline {v.name} is {'already' if suspend else 'not'} suspended.")
-        return 0
-    conn.patch_pipeline(ns, v.name, {"spec": {"suspend": suspend}})
-    if suspend:
-        active = [s for s in v.steps if s.phase == "Running"]
-        text = f"Suspended {v.name}: no new steps start"
-        if active:
-            text += f"; running now, and left to finish: {_names(active)}"
-        print(text + f". Resume with `{PROG} resume {v.name}`.")
-    else:
-        print(f"Resumed {v.name}: steps whose dependencies have succeeded start now.")
-    return 0
-
-
 def cmd_action(args: argparse.Namespace) -> int:
     """retry, rerun, suspend, resume: what the annotations and spec.suspend do."""
     conn, ns = _conn(args)
     obj = conn.get_pipeline(ns, args.pipeline)
     v = render.view(obj)
     if args.command == "retry":
-        rc = _retry(conn, ns, obj, v)
+        rc = actions.retry(conn, ns, obj, v, PROG, _now)
     elif args.command == "rerun":
-        rc = _rerun(conn, ns, obj, v)
+        rc = actions.rerun(conn, ns, obj, v, PROG, _now)
     else:
-        rc = _suspend(conn, ns, v, args.command == "suspend")
+        rc = actions.suspend(conn, ns, v, args.command == "suspend", PROG)
     if rc == 0 and args.watch:
         return watch(conn, ns, v.name, conn.get_pipeline(ns, v.name))
     return rc

@@ -181,17 +181,9 @@ def _walk(value: Any, schema: Mapping[str, Any], path: str, out: list[str]) -> N
         supported = ", ".join(_q(v) for v in schema["enum"])
         out.append(f"{where}: Unsupported value: {_q(value)}: supported values: {supported}")
     if isinstance(value, str):
-        if "maxLength" in schema and len(value) > schema["maxLength"]:
-            out.append(f"{where}: Too long: may not be more than {schema['maxLength']} bytes")
-        if "minLength" in schema and len(value) < schema["minLength"]:
-            out.append(f"{where} in body should be at least {schema['minLength']} chars long")
-        if "pattern" in schema and re.search(schema["pattern"], value) is None:
-            out.append(f"{where} in body should match '{schema['pattern']}' (got {_q(value)})")
+        _walk_string(value, schema, where, out)
     if isinstance(value, int | float) and not isinstance(value, bool):
-        if "minimum" in schema and value < schema["minimum"]:
-            out.append(f"{where} in body should be greater than or equal to {schema['minimum']}")
-        if "maximum" in schema and value > schema["maximum"]:
-            out.append(f"{where} in body should be less than or equal to {schema['maximum']}")
+        _walk_number(value, schema, where, out)
     if isinstance(value, list):
         _walk_list(value, schema, path, where, out)
     elif isinstance(value, dict):
@@ -200,6 +192,22 @@ def _walk(value: Any, schema: Mapping[str, Any], path: str, out: list[str]) -> N
         if _cel(rule["rule"], value) is False:
             message = _cel_message(rule, value)
             out.append(f"{where}: Invalid value: {_q(_type_of(value))}: {message}")
+
+
+def _walk_string(value: str, schema: Mapping[str, Any], where: str, out: list[str]) -> None:
+    if "maxLength" in schema and len(value) > schema["maxLength"]:
+        out.append(f"{where}: Too long: may not be more than {schema['maxLength']} bytes")
+    if "minLength" in schema and len(value) < schema["minLength"]:
+        out.append(f"{where} in body should be at least {schema['minLength']} chars long")
+    if "pattern" in schema and re.search(schema["pattern"], value) is None:
+        out.append(f"{where} in body should match '{schema['pattern']}' (got {_q(value)})")
+
+
+def _walk_number(value: float, schema: Mapping[str, Any], where: str, out: list[str]) -> None:
+    if "minimum" in schema and value < schema["minimum"]:
+        out.append(f"{where} in body should be greater than or equal to {schema['minimum']}")
+    if "maximum" in schema and value > schema["maximum"]:
+        out.append(f"{where} in body should be less than or equal to {schema['maximum']}")
 
 
 def _walk_list(

@@ -301,6 +301,61 @@ def _follow(
     return 0
 
 
+def _nothing_more(
+    v: render.PipelineView,
+    s: render.Step,
+    attempt: int | None,
+    started: bool,
+    streamed_it: bool,
+    single: bool,
+) -> bool:
+    """Whether a step that has not started (or whose attempt was streamed) is done with;
+    a single step that settled without ever starting is an error."""
+    finished = s.phase in ("Succeeded", "Failed", "Blocked", "Skipped")
+    if attempt and streamed_it:
+        return True
+    if (started and finished) or (v.settled and s.phase != "Running"):
+        if not started and single:
+            raise UserError(_no_pods(v, s))
+        return True
+    return False
+
+
+def _stream_pod(
+    conn: Conn,
+    ns: str,
+    tracker: _Tracker,
+    run: int,
+    pod_name: str,
+    args: argparse.Namespace,
+    name: str,
+    out: _Out,
+) -> dict[str, Any] | None:
+    """Stream one pod's log until it ends, the pipeline goes or a rerun replaces ``run``;
+    the pod as last seen (None once it is gone)."""
+    stream = _Stream(conn, ns, pod_name, args.container, name, out)
+    while True:
+        current = conn.get_pod(ns, pod_name)
+        if current is None or _pod_phase(current) in _DONE_PODS or tracker.deleted:
+            break
+        if tracker.view.run != run:
+            break  # a rerun replaced this run
+        time.sleep(POLL)
+    stream.finish()
+    return current
+
+
+def _note_failed(out: _Out, name: str, target: int, pod: dict[str, Any] | None) -> None:
+    state = ((pod or {}).get("status") or {}).get("containerStatuses") or [{}]
+    term = (state[0].get("state") or {}).get("terminated") or {}
+    code = term.get("exitCode")
+    out.note(
+        name,
+        f"{name}: attempt {target} failed"
+        + (f" (exit code {code}, {term.get('reason') or 'Error'})" if code is not None else ""),
+    )
+
+
 def _follow_step(
     conn: Conn,
     ns: str,
@@ -320,12 +375,7 @@ def _follow_step(
         target = args.attempt or s.attempts
         started = target > 0 and s.attempts >= target
         if not started or (v.run, target) in streamed:
-            finished = s.phase in ("Succeeded", "Failed", "Blocked", "Skipped")
-            if args.attempt and (v.run, target) in streamed:
-                return
-            if (started and finished) or (v.settled and s.phase != "Running"):
-                if not started and single:
-                    raise UserError(_no_pods(v, s))
+            if _nothing_more(v, s, args.attempt, started, (v.run, target) in streamed, single):
                 return
             if not started and not waiting_said and single:
                 out.note(name, f"waiting for step {name} to start (it is {s.phase})")
@@ -341,27 +391,7 @@ def _follow_step(
         pod_name = pod["metadata"]["name"]
         if target > 1 or v.run > 1:
             out.note(name, f"{name}: attempt {target} (pod {pod_name})")
-        stream = _Stream(conn, ns, pod_name, args.container, name, out)
-        while True:
-            current = conn.get_pod(ns, pod_name)
-            if current is None or _pod_phase(current) in _DONE_PODS or tracker.deleted:
-                break
-            if tracker.view.run != v.run:
-                break  # a rerun replaced this run
-            time.sleep(POLL)
-        stream.finish()
+        current = _stream_pod(conn, ns, tracker, v.run, pod_name, args, name, out)
         streamed.add((v.run, target))
-        phase = _pod_phase(current)
-        if phase == "Failed":
-            state = ((current or {}).get("status") or {}).get("containerStatuses") or [{}]
-            term = (state[0].get("state") or {}).get("terminated") or {}
-            code = term.get("exitCode")
-            out.note(
-                name,
-                f"{name}: attempt {target} failed"
-                + (
-                    f" (exit code {code}, {term.get('reason') or 'Error'})"
-                    if code is not None
-                    else ""
-                ),
-            )
+        if _pod_phase(current) == "Failed":
+            _note_failed(out, name, target, current)

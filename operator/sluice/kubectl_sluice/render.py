@@ -12,14 +12,25 @@ The status is read leniently from the raw dict (not through the pydantic models,
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Final
+from typing import Final
 
-from sluice.api import RERUN_ANNOTATION, RETRY_ANNOTATION, parse_rfc3339
 from sluice.core import dag
+from sluice.kubectl_sluice.model import PipelineView, Step, _span, duration, view
+from sluice.kubectl_sluice.style import _ANSI as _ANSI  # the tests strip colour with it
+from sluice.kubectl_sluice.style import (
+    _SYMBOLS,
+    ASCII,
+    MAX_NAME,
+    MAX_PARENTS_SHOWN,
+    PLAIN,
+    Style,
+    fit,
+    one_line,
+    visible_len,
+)
 
 __all__ = [
     "ASCII",
@@ -29,291 +40,16 @@ __all__ = [
     "Style",
     "changes",
     "duration",
+    "fit",
     "layout",
+    "one_line",
     "render_get",
     "render_list",
     "to_dot",
     "to_mermaid",
     "view",
+    "visible_len",
 ]
-
-# ----------------------------------------------------------------------------- style
-
-_RESET: Final = "\x1b[0m"
-_COLOURS: Final = {
-    "Succeeded": "\x1b[32m",  # green
-    "Running": "\x1b[36m",  # cyan
-    "Retrying": "\x1b[33m",  # yellow
-    "Pending": "\x1b[2m",  # dim
-    "Failed": "\x1b[31m",  # red
-    "Degraded": "\x1b[31m",
-    "Blocked": "\x1b[35m",  # magenta
-    "Skipped": "\x1b[2m",
-}
-_BOLD: Final = "\x1b[1m"
-_DIM: Final = "\x1b[2m"
-
-_SYMBOLS: Final = {
-    "Succeeded": "✔",
-    "Running": "●",
-    "Retrying": "↻",
-    "Pending": "○",
-    "Failed": "✖",
-    "Degraded": "✖",
-    "Blocked": "⊘",
-    "Skipped": "⤼",
-}
-_ASCII_SYMBOLS: Final = {
-    "Succeeded": "+",
-    "Running": "*",
-    "Retrying": "~",
-    "Pending": ".",
-    "Failed": "x",
-    "Degraded": "x",
-    "Blocked": "!",
-    "Skipped": "-",
-}
-
-MAX_NAME: Final = 48
-"""Widest step cell (tree prefix included) before names are shortened."""
-MAX_PARENTS_SHOWN: Final = 3
-
-
-@dataclass(frozen=True)
-class Style:
-    """How to draw: ANSI colour, Unicode symbols and lines, and a width to fit (None: any)."""
-
-    color: bool = False
-    unicode: bool = True
-    width: int | None = None
-
-    def symbol(self, phase: str) -> str:
-        table = _SYMBOLS if self.unicode else _ASCII_SYMBOLS
-        return table.get(phase, "?")
-
-    def paint(self, phase: str, text: str) -> str:
-        if not self.color or not text:
-            return text
-        code = _COLOURS.get(phase)
-        return f"{code}{text}{_RESET}" if code else text
-
-    def bold(self, text: str) -> str:
-        return f"{_BOLD}{text}{_RESET}" if self.color and text else text
-
-    def dim(self, text: str) -> str:
-        return f"{_DIM}{text}{_RESET}" if self.color and text else text
-
-
-PLAIN: Final = Style()
-ASCII: Final = Style(unicode=False)
-
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-
-
-def visible_len(text: str) -> int:
-    return len(_ANSI.sub("", text))
-
-
-def fit(line: str, width: int | None) -> str:
-    """``line`` cut to ``width`` visible characters (ANSI codes kept, closed if cut)."""
-    if width is None or visible_len(line) <= width:
-        return line
-    out: list[str] = []
-    shown = 0
-    i = 0
-    coloured = False
-    while i < len(line) and shown < width - 1:
-        m = _ANSI.match(line, i)
-        if m:
-            out.append(m.group())
-            coloured = m.group() != _RESET
-            i = m.end()
-            continue
-        out.append(line[i])
-        shown += 1
-        i += 1
-    out.append("…")
-    if coloured:
-        out.append(_RESET)
-    return "".join(out)
-
-
-def one_line(text: str | None) -> str:
-    """A message on one line: newlines and runs of blanks become single spaces."""
-    return " ".join((text or "").split())
-
-
-# ----------------------------------------------------------------------------- the model
-
-
-@dataclass(frozen=True)
-class Step:
-    name: str
-    depends_on: tuple[str, ...] = ()
-    phase: str = "Pending"
-    attempts: int = 0
-    job: str | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    next_retry_at: datetime | None = None
-    reason: str | None = None
-    message: str | None = None
-
-
-@dataclass(frozen=True)
-class PipelineView:
-    name: str
-    namespace: str = ""
-    phase: str | None = None
-    run: int = 0
-    progress: str | None = None
-    message: str | None = None
-    created_at: datetime | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    generation: int | None = None
-    observed_generation: int | None = None
-    suspend: bool = False
-    pending_request: str | None = None
-    """A retry or rerun asked for (annotation) that the operator has not acted on yet."""
-    steps: tuple[Step, ...] = field(default_factory=tuple)
-    next_run_at: datetime | None = None
-
-    @property
-    def deps(self) -> dict[str, list[str]]:
-        return {s.name: list(s.depends_on) for s in self.steps}
-
-    @property
-    def seen(self) -> bool:
-        """Whether the operator has written a status for it at all."""
-        return self.phase is not None
-
-    @property
-    def settled(self) -> bool:
-        """The run has finished, as the operator sees the current spec and annotations."""
-        return (
-            self.finished_at is not None
-            and self.pending_request is None
-            and (
-                self.generation is None
-                or self.observed_generation is None
-                or self.observed_generation >= self.generation
-            )
-        )
-
-    def step(self, name: str) -> Step | None:
-        return next((s for s in self.steps if s.name == name), None)
-
-
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return parse_rfc3339(value)
-    except ValueError:
-        return None
-
-
-def _int(value: Any, default: int = 0) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else default
-
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def view(obj: Mapping[str, Any]) -> PipelineView:
-    """A Pipeline object (as the API server returns it) as a :class:`PipelineView`.
-
-    Total: missing or malformed fields read as absent, never raise.
-    """
-    meta = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
-    spec = obj.get("spec") if isinstance(obj.get("spec"), Mapping) else {}
-    status = obj.get("status") if isinstance(obj.get("status"), Mapping) else {}
-    assert isinstance(meta, Mapping) and isinstance(spec, Mapping) and isinstance(status, Mapping)
-    recorded: dict[str, Mapping[str, Any]] = {}
-    for t in status.get("tasks") or []:
-        if isinstance(t, Mapping) and isinstance(t.get("name"), str):
-            recorded[t["name"]] = t
-    steps: list[Step] = []
-    names: list[str] = []
-    for t in spec.get("tasks") or []:
-        if not isinstance(t, Mapping) or not isinstance(t.get("name"), str):
-            continue
-        names.append(t["name"])
-        deps = tuple(d for d in t.get("dependsOn") or [] if isinstance(d, str))
-        st = recorded.get(t["name"], {})
-        steps.append(
-            Step(
-                name=t["name"],
-                depends_on=deps,
-                phase=_str(st.get("phase")) or "Pending",
-                attempts=_int(st.get("attempts")),
-                job=_str(st.get("job")),
-                started_at=_time(st.get("startedAt")),
-                finished_at=_time(st.get("finishedAt")),
-                next_retry_at=_time(st.get("nextRetryAt")),
-                reason=_str(st.get("reason")),
-                message=_str(st.get("message")),
-            )
-        )
-    annotations = meta.get("annotations") if isinstance(meta.get("annotations"), Mapping) else {}
-    assert isinstance(annotations, Mapping)
-    pending = None
-    rerun, retry = annotations.get(RERUN_ANNOTATION), annotations.get(RETRY_ANNOTATION)
-    if status.get("phase") is not None:
-        if rerun is not None and rerun != status.get("handledRerun"):
-            pending = "rerun"
-        elif retry is not None and retry != status.get("handledRetry"):
-            pending = "retry"
-    return PipelineView(
-        name=str(meta.get("name") or ""),
-        namespace=str(meta.get("namespace") or ""),
-        phase=_str(status.get("phase")),
-        run=_int(status.get("run")),
-        progress=_str(status.get("progress")),
-        message=_str(status.get("message")),
-        created_at=_time(meta.get("creationTimestamp")),
-        started_at=_time(status.get("startedAt")),
-        finished_at=_time(status.get("finishedAt")),
-        generation=meta.get("generation") if isinstance(meta.get("generation"), int) else None,
-        observed_generation=(
-            status.get("observedGeneration")
-            if isinstance(status.get("observedGeneration"), int)
-            else None
-        ),
-        suspend=spec.get("suspend") is True,
-        pending_request=pending,
-        steps=tuple(steps),
-        next_run_at=_time(status.get("nextRunAt")),
-    )
-
-
-# ----------------------------------------------------------------------------- durations
-
-
-def duration(seconds: float | None) -> str:
-    """``45s``, ``3m12s``, ``2h5m``, ``3d4h``: as kubectl shows ages (two units at most)."""
-    if seconds is None:
-        return "-"
-    s = max(0, int(seconds))
-    if s < 60:
-        return f"{s}s"
-    m, s = divmod(s, 60)
-    if m < 60:
-        return f"{m}m{s}s" if s else f"{m}m"
-    h, m = divmod(m, 60)
-    if h < 24:
-        return f"{h}h{m}m" if m else f"{h}h"
-    d, h = divmod(h, 24)
-    return f"{d}d{h}h" if h else f"{d}d"
-
-
-def _span(start: datetime | None, end: datetime | None, now: datetime) -> float | None:
-    if start is None:
-        return None
-    return ((end or now) - start).total_seconds()
-
 
 # ----------------------------------------------------------------------------- layout
 
