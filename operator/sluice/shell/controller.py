@@ -34,6 +34,7 @@ from typing import Any
 from sluice.core.reconcile import JobView, Plan, Prepared, prepare, reconcile
 from sluice.metrics import Metrics
 from sluice.shell.backoff import BACKOFF
+from sluice.shell.bodies import REJECTED, not_older, refused_status, slim
 from sluice.shell.expectations import Expectations, Refusals
 from sluice.shell.jobs import JobIndex, PipelineKey
 from sluice.shell.kube import ApiError, Kube
@@ -50,22 +51,6 @@ _PREPARED_CACHE = 256
 """Pipelines whose prepared spec is kept (about 36 KiB each): the most recently
 reconciled ones. Fewer thrash when many pipelines run at once; all of them cost
 too much memory at a thousand (bench/README.md)."""
-
-
-def not_older(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
-    """Whether ``new`` is the same copy of an object as ``old`` or a later one.
-
-    Kubernetes 1.35+ (KEP-5504) guarantees resourceVersions of one resource are
-    integers that grow: they are compared as numbers. A resourceVersion that is
-    not an integer (opaque, as before KEP-5504 the API promised no more) is only
-    compared for equality, and a different copy counts as the later one: the
-    newest arrival wins, as it would without any ordering (docs/install.md).
-    """
-    a = (new.get("metadata") or {}).get("resourceVersion") or ""
-    b = (old.get("metadata") or {}).get("resourceVersion") or ""
-    if a.isdigit() and b.isdigit():
-        return int(a) >= int(b)
-    return True
 
 
 @dataclass
@@ -137,7 +122,7 @@ class Controller:
             return
         worker = self.workers.get(key)
         if worker is None:
-            worker = _Worker(key, _slim(body))
+            worker = _Worker(key, slim(body))
             self.workers[key] = worker
             self.status.track(key, lambda: worker.body, lambda b: self._written(worker, b))
             self.job_index.synced(key[0])  # starts watching the namespace's Jobs
@@ -151,12 +136,12 @@ class Controller:
             body, worker.body
         ):
             # Never step back to an older copy than the one our own patch returned.
-            worker.body = _slim(body)
+            worker.body = slim(body)
         worker.wake.set()
 
     def _written(self, worker: _Worker, updated: dict[str, Any]) -> None:
         if not_older(updated, worker.body):
-            worker.body = _slim(updated)
+            worker.body = slim(updated)
 
     def wake(self, key: PipelineKey, completed: bool = False) -> None:
         worker = self.workers.get(key)
@@ -344,7 +329,7 @@ class Controller:
             problem, code = await self._create(ns, manifest)
             if problem is not None:
                 name = manifest["metadata"]["name"]
-                if code in _REJECTED:
+                if code in REJECTED:
                     self.refusals.refuse(worker.key, manifest, problem, now)
                     rejected.append(f"{name}: {problem}")
                 else:
@@ -368,7 +353,7 @@ class Controller:
             log.warning("pipeline %s/%s: %s", *worker.key, message)
             self.status.post(worker.key, [("Warning", "JobCreateFailed", message)])
             current = self._effective_body(worker).get("status") or {}
-            self.status.update(worker.key, _refused_status(body, current, message), urgent=True)
+            self.status.update(worker.key, refused_status(body, current, message), urgent=True)
             worker.errors += 1
             return created, None
         worker.errors = 0
@@ -421,48 +406,3 @@ class Controller:
         owners = {o.get("uid") for o in meta.get("ownerReferences") or []}
         task = (meta.get("annotations") or {}).get("sluice.dev/task-name")
         return want_uid in owners and task == want_task
-
-
-def _refused_status(
-    body: Mapping[str, Any], current: Mapping[str, Any], message: str
-) -> dict[str, Any]:
-    """The status of a pipeline whose Jobs the API server refuses for now (a full
-    ResourceQuota, RBAC, overload): the last status decided, with a phase and a
-    progress if it had none yet, the message, and a ``Progressing`` condition with
-    reason ``JobCreateFailed`` (something for ``kubectl wait`` and dashboards). The
-    attempts are not recorded: their Jobs don't exist. The next reconcile that
-    creates them writes the reconciler's own conditions over this one."""
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    steps = len((body.get("spec") or {}).get("tasks") or [])
-    status = {**current, "message": message}
-    status.setdefault("phase", "Pending")
-    status.setdefault("progress", f"0/{steps}")
-    conditions = [c for c in current.get("conditions") or [] if c.get("type") != "Progressing"]
-    old: Mapping[str, Any] = next(
-        (c for c in current.get("conditions") or [] if c.get("type") == "Progressing"), {}
-    )
-    changed = old.get("status") != "False" or old.get("reason") != "JobCreateFailed"
-    conditions.append(
-        {
-            "type": "Progressing",
-            "status": "False",
-            "reason": "JobCreateFailed",
-            "message": message,
-            "lastTransitionTime": now if changed else old.get("lastTransitionTime", now),
-        }
-    )
-    status["conditions"] = conditions
-    return status
-
-
-_REJECTED = frozenset({400, 422})
-"""Refusals of a Job create that are about its spec (BadRequest: strict field validation;
-Invalid): the user's to fix. Others (403 quota or RBAC, 429, 5xx) are retried."""
-
-
-def _slim(body: Mapping[str, Any]) -> dict[str, Any]:
-    """The Pipeline without metadata.managedFields (half its size; nobody here reads it)."""
-    meta = body.get("metadata") or {}
-    if "managedFields" not in meta:
-        return dict(body)
-    return {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
