@@ -373,6 +373,7 @@ def test_service_account_may_do_what_the_operator_needs(run: Run, cluster: Clust
         ("patch", "pipelines.sluice.dev/status"),
         ("update", "pipelines.sluice.dev/finalizers"),
         ("create", "events"),
+        ("patch", "events"),
     ]
     missing = [
         f"{verb} {res}"

@@ -143,6 +143,7 @@ REQUIRED = {
     ("sluice.dev", "pipelines/status", "patch"),
     ("sluice.dev", "pipelines/finalizers", "update"),
     ("", "events", "create"),
+    ("", "events", "patch"),
 }
 
 

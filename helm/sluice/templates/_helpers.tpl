@@ -106,7 +106,8 @@ No Secrets, no Pods, no RBAC objects.
   verbs: ["update"]
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create"]
+  # patch: a repeated Event increments the existing one's count (as client-go's recorder does)
+  verbs: ["create", "patch"]
 {{- end }}
 
 {{/*
