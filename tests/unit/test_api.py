@@ -235,7 +235,7 @@ def test_task_spec_defaults_leave_optional_fields_unset() -> None:
     assert task.retry is None
     assert task.timeout_seconds is None
     assert task.params == []
-    assert dump(task) == {"image": "busybox", "params": []}
+    assert dump(task) == {"image": "busybox", "params": [], "results": []}
 
 
 def test_a_pipeline_without_status_reads_as_an_empty_status() -> None:
@@ -452,11 +452,13 @@ def test_dump_omits_unset_optionals_and_uses_camel_case() -> None:
         "tasks": [
             {
                 "name": "a",
-                "task": {"image": "x", "workingDir": "/w", "params": []},
+                "task": {"image": "x", "workingDir": "/w", "params": [], "results": []},
                 "dependsOn": [],
                 "params": [],
             }
         ],
+        "finally": [],
+        "results": [],
         "params": [],
         "failurePolicy": "ContinueIndependent",
         "suspend": False,

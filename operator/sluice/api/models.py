@@ -33,8 +33,10 @@ __all__ = [
     "Model",
     "ParamSpec",
     "ParamValue",
+    "PipelineResult",
     "PipelineSpec",
     "PipelineTask",
+    "ResultSpec",
     "RetryPolicy",
     "TaskObjectSpec",
     "TaskRef",
@@ -60,6 +62,10 @@ _MAX_ENV: Final = 500
 _MAX_ENV_FROM: Final = 100
 _MAX_ARGS: Final = 1000
 _MAX_CONDITIONS: Final = 32
+MAX_RESULTS: Final = 16  # results one task may declare
+MAX_PIPELINE_RESULTS: Final = 64
+MAX_FINALLY: Final = 100
+MAX_TEXT: Final = 4096  # a `when`, a pipeline result's value
 
 # A list whose items are unique by `name`: the API server itself rejects duplicates.
 BY_NAME: Final[dict[str, Any]] = {
@@ -153,6 +159,21 @@ class ParamValue(Model):
     value: str = Field(description="Value of the parameter.")
 
 
+class ResultSpec(Model):
+    """A result a task reports: a small string its ``main`` container writes, as one JSON
+    object of strings, to its termination message file (``$SLUICE_RESULTS_PATH``)."""
+
+    name: _DnsLabel = Field(description="Name (a DNS label): $(tasks.STEP.results.NAME).")
+    description: str | None = Field(default=None, description="What the result holds.")
+
+
+class PipelineResult(Model):
+    """A result of the whole run, from the steps' results."""
+
+    name: _DnsLabel = Field(description="Name of the pipeline result (a DNS label).")
+    value: str = Field(max_length=MAX_TEXT, description="Its value, e.g. $(tasks.t.results.uri).")
+
+
 class TaskRef(Model):
     """Points a step at a reusable Task in the pipeline's namespace."""
 
@@ -220,6 +241,13 @@ class TaskSpec(Model):
         max_length=_MAX_PARAMS,
         json_schema_extra=BY_NAME,
         description="Parameters the task accepts.",
+    )
+    results: list[ResultSpec] = Field(
+        default_factory=list,
+        max_length=MAX_RESULTS,
+        json_schema_extra=BY_NAME,
+        description="Results it reports: one JSON object of strings written to "
+        "$SLUICE_RESULTS_PATH (the termination message, at most 4096 bytes).",
     )
 
 
@@ -294,6 +322,13 @@ class PipelineTask(Model):
         le=MAX_SECONDS,
         description="Time limit of one attempt of this step, in seconds; overrides the Task's.",
     )
+    when: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_TEXT,
+        description="CEL condition, evaluated once its dependencies settled; false: Skipped. "
+        "E.g. double(tasks.evaluate.results.auc) >= 0.8",
+    )
 
     @model_validator(mode="after")
     def _exactly_one_task(self) -> Self:
@@ -310,6 +345,20 @@ class PipelineSpec(Model):
         max_length=MAX_STEPS,
         json_schema_extra=BY_NAME,
         description="Steps of the pipeline; dependsOn edges between them form a DAG.",
+    )
+    finally_: list[PipelineTask] = Field(
+        default_factory=list,
+        alias="finally",
+        max_length=MAX_FINALLY,
+        json_schema_extra=BY_NAME,
+        description="Steps run once the main steps settled, however the run ended "
+        "($(tasks.status): Succeeded, Degraded or Timeout); main steps cannot depend on them.",
+    )
+    results: list[PipelineResult] = Field(
+        default_factory=list,
+        max_length=MAX_PIPELINE_RESULTS,
+        json_schema_extra=BY_NAME,
+        description="Results of the run, resolved into status.results when it succeeds.",
     )
     params: list[ParamValue] = Field(
         default_factory=list,

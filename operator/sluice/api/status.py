@@ -59,6 +59,10 @@ class TaskStatus(Model):
     retry_base: int = Field(
         default=0, ge=0, description="Attempt count at which the current retry budget began."
     )
+    results: dict[str, str] | None = Field(
+        default=None,
+        description="Results of the succeeded attempt, by name (kept after its Job is gone).",
+    )
 
 
 class PipelineStatus(Model):
@@ -101,6 +105,17 @@ class PipelineStatus(Model):
         description="The result the run first settled at (Succeeded, Degraded or Failed): "
         "what sluice_pipeline_runs_total counted it as. A later success of the same run "
         "after a fix counts in sluice_pipeline_recoveries_total.",
+    )
+    results: dict[str, str] | None = Field(
+        default=None,
+        description="The pipeline's results (spec.results, resolved), once the run succeeded.",
+    )
+    finally_for: str | None = Field(
+        default=None,
+        description=(
+            "The outcome of the main steps (Succeeded, Degraded or Timeout) the finally "
+            "steps last ran for."
+        ),
     )
     handled_retry: str | None = Field(
         default=None, description=f"Value of the {RETRY_ANNOTATION} annotation already acted on."

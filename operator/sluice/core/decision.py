@@ -7,11 +7,13 @@ part shared with the caller's input) and changed in place by the stages of
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Literal
 
 from sluice.api import FailureKind, PipelineStatus, RetryPolicy, TaskPhase, TaskStatus
 from sluice.core.plan import Event, Plan, TaskTransition
+from sluice.core.pods import PodView
 
 __all__ = ["Decision"]
 
@@ -22,9 +24,16 @@ _TIMED = frozenset({TaskPhase.SUCCEEDED, TaskPhase.FAILED, TaskPhase.RETRYING})
 class Decision:
     """Mutable state of one reconcile: the pipeline status, the steps' statuses, the plan."""
 
-    def __init__(self, status: PipelineStatus, now: datetime) -> None:
+    def __init__(
+        self,
+        status: PipelineStatus,
+        now: datetime,
+        pods: Mapping[str, Sequence[PodView]] | None = None,
+    ) -> None:
         self.status = status
         self.now = now
+        self.pods: Mapping[str, Sequence[PodView]] = pods or {}
+        """What the shell knows of the pods of this pipeline's Jobs, by Job name."""
         self.plan = Plan()
         self.steps: dict[str, TaskStatus] = {t.name: t for t in status.tasks}
         """Step name -> its status; written back to ``status.tasks`` at the end."""

@@ -33,7 +33,7 @@ Documented rules
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -52,6 +52,7 @@ from sluice.core.decision import Decision
 from sluice.core.observe import JobView, observe_job
 from sluice.core.phases import T
 from sluice.core.plan import Event, Plan, TaskTransition
+from sluice.core.pods import PodView
 from sluice.core.prepare import Prepared, prepare
 
 __all__ = [
@@ -73,6 +74,8 @@ def reconcile(
     jobs: Iterable[JobView | Mapping[str, Any]],
     now: datetime,
     prepared: Prepared | None = None,
+    *,
+    pods: Mapping[str, Sequence[PodView]] | None = None,
 ) -> Plan:
     """Decide what to do for one Pipeline. Pure: same inputs, same plan.
 
@@ -80,11 +83,12 @@ def reconcile(
 
     ``prepared`` must be ``prepare(pipeline, tasks)`` for these very spec and
     Tasks (computed here when not given): reconcile is the two pure stages
-    :func:`prepare` and :func:`decide`.
+    :func:`prepare` and :func:`decide`. ``pods`` are what the shell knows of the pods of
+    those Jobs, by Job name (``core.pods.PodView``; a Job absent from it: nothing known).
     """
     if prepared is None:
         prepared = prepare(pipeline, tasks)
-    return decide(prepared, pipeline, jobs, now)
+    return decide(prepared, pipeline, jobs, now, pods=pods)
 
 
 def decide(
@@ -92,6 +96,8 @@ def decide(
     pipeline: Mapping[str, Any],
     jobs: Iterable[JobView | Mapping[str, Any]],
     now: datetime,
+    *,
+    pods: Mapping[str, Sequence[PodView]] | None = None,
 ) -> Plan:
     """The second stage: from the prepared spec, the Pipeline's metadata and status and
     its Jobs, the plan. Reads ``pipeline``'s metadata and status only (its spec is in
@@ -105,7 +111,7 @@ def decide(
     except ValidationError:
         old_status = PipelineStatus()  # a status we cannot read is rebuilt from the Jobs
     # Freshly parsed objects (no part shared with the input): worked on in place.
-    d = Decision(old_status, now)
+    d = Decision(old_status, now, pods)
     views = [
         v for v in (j if isinstance(j, JobView) else observe_job(j) for j in jobs) if v is not None
     ]
