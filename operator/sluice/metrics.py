@@ -1,10 +1,13 @@
 """Prometheus metrics of the operator (prometheus-client objects, nothing else).
 
 Label cardinality is bounded: namespaces and results, never run numbers or Job
-names. The one per-pipeline series is ``sluice_pipeline_degraded``, which the
-spec asks for so an alert can name the pipeline; it is removed when the
-pipeline is deleted. It and ``sluice_pipelines`` are exported by the leader
-only (``sluice_leader`` is 1 there, 0 on a standby): see sluice.shell.recorder.
+names. The per-pipeline series are ``sluice_pipeline_degraded``, which the
+spec asks for so an alert can name the pipeline, and
+``sluice_step_last_duration_seconds`` (at most two a step: its last succeeded
+and its last failed attempt), so a slower step can be told; they are removed
+when the pipeline (or the step) is deleted. They and ``sluice_pipelines`` are
+exported by the leader only (``sluice_leader`` is 1 there, 0 on a standby):
+see sluice.shell.recorder.
 """
 
 from __future__ import annotations
@@ -66,6 +69,14 @@ class Metrics:
             "Duration of task attempts, from Job creation to its end.",
             ["namespace", "result"],
             buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.step_last_duration = Gauge(
+            "sluice_step_last_duration_seconds",
+            "Duration of the last attempt of a pipeline's step that ended with this result "
+            "(succeeded, failed: a retried attempt failed too), from its Job's creation to "
+            "its end; leader only, removed with the step or the pipeline.",
+            ["namespace", "pipeline", "step", "result"],
             registry=r,
         )
         self.run_duration = Histogram(

@@ -62,11 +62,12 @@ def _fold_step(d: Decision, ts: TaskStatus, jobs: list[JobView]) -> None:
         ts.finished_at = current.finished_at or d.now
         ts.reason, ts.message = "Completed", None
         ts.next_retry_at = None
-        d.move(ts, _T.SUCCEEDED)
+        d.move(ts, _T.SUCCEEDED, attempt_started=current.created_at)
     elif current.state == "Failed":
         kind = retry.classify_job_failure(current.reason, current.message)
         reason, message = _failure_words(current.reason, current.message, kind)
-        _attempt_failed(d, ts, reason, message, kind, current.finished_at or d.now)
+        when = current.finished_at or d.now
+        _attempt_failed(d, ts, reason, message, kind, when, current.created_at)
 
 
 def _failure_words(reason: str | None, message: str | None, kind: FailureKind) -> tuple[str, str]:
@@ -83,7 +84,13 @@ def _failure_words(reason: str | None, message: str | None, kind: FailureKind) -
 
 
 def _attempt_failed(
-    d: Decision, ts: TaskStatus, reason: str, message: str, kind: FailureKind, when: datetime
+    d: Decision,
+    ts: TaskStatus,
+    reason: str,
+    message: str,
+    kind: FailureKind,
+    when: datetime,
+    attempt_started: datetime | None = None,
 ) -> None:
     ts.reason, ts.message = reason, message
     ts.finished_at = when
@@ -97,7 +104,7 @@ def _attempt_failed(
         b = policy.backoff
         delay = retry.backoff_seconds(b.initial_seconds, b.factor, b.max_seconds, used)
         ts.next_retry_at = when + timedelta(seconds=math.ceil(delay))
-        d.move(ts, _T.RETRYING, kind)
+        d.move(ts, _T.RETRYING, kind, attempt_started)
         d.event(
             "Warning",
             "TaskRetrying",
@@ -106,7 +113,7 @@ def _attempt_failed(
         )
     else:
         ts.next_retry_at = None
-        d.move(ts, _T.FAILED, kind)
+        d.move(ts, _T.FAILED, kind, attempt_started)
         # attempts counts every attempt of the run (those before a fix too), as the
         # status does; the limit bounds the retries since the last fix.
         why = "not retryable" if not retryable else f"attempt {ts.attempts}, retry limit {limit}"

@@ -50,14 +50,26 @@ class Decision:
     def phase(self, name: str) -> TaskPhase:
         return self.step(name).phase
 
-    def move(self, ts: TaskStatus, new: TaskPhase, failure_kind: FailureKind | None = None) -> None:
-        """Set a step's phase, recording the transition for the metrics."""
+    def move(
+        self,
+        ts: TaskStatus,
+        new: TaskPhase,
+        failure_kind: FailureKind | None = None,
+        attempt_started: datetime | None = None,
+    ) -> None:
+        """Set a step's phase, recording the transition for the metrics.
+
+        A timed transition's duration is its attempt's: from ``attempt_started`` (the
+        attempt's Job's creation) when known, else from the step's ``startedAt`` (its
+        first attempt's start), to ``finishedAt``.
+        """
         old = ts.phase
         if old == new:
             return
         duration = None
-        if new in _TIMED and ts.started_at and ts.finished_at:
-            duration = (ts.finished_at - ts.started_at).total_seconds()
+        started = attempt_started or ts.started_at
+        if new in _TIMED and started and ts.finished_at:
+            duration = (ts.finished_at - started).total_seconds()
         ts.phase = new
         self.plan.transitions.append(
             TaskTransition(ts.name, old, new, ts.attempts, failure_kind, duration)

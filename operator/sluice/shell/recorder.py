@@ -5,6 +5,17 @@ Only the leader exports the per-pipeline and phase gauges (`sluice_pipeline_degr
 and a Service in front of both would count every pipeline twice. They are
 cleared when this replica stops leading and rebuilt when it leads again
 (every pipeline is reconciled then); `sluice_leader` says which replica leads.
+
+`sluice_step_last_duration_seconds{namespace,pipeline,step,result}` is the
+duration of the step's last attempt that ended with that result (`succeeded`, or
+`failed` for an attempt that failed, retried or not): at most two series a step,
+each kept in place from one attempt to the next (a failed attempt does not hide
+the last successful one's duration, the one to watch for a slower step). Only
+attempts that ran count (a Job ended), not a step failed while waiting. A
+series goes when its step leaves the spec (the status lists the spec's steps)
+or its pipeline is deleted, and all go when this replica stops leading. A new
+leader exports a step's series again when its next attempt ends: the status
+keeps when a step's first attempt started, not its last.
 """
 
 from __future__ import annotations
@@ -21,12 +32,16 @@ from sluice.shell.jobs import PipelineKey
 __all__ = ["PHASES", "Recorder"]
 
 PHASES = ("Pending", "Running", "Succeeded", "Degraded", "Failed")
+_ENDED = {"Succeeded": "succeeded", "Failed": "failed", "Retrying": "failed"}
+"""Phases that end a running attempt, and the `result` label of its duration."""
 
 
 class Recorder:
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
         self.phases: dict[PipelineKey, str | None] = {}
+        self.step_series: dict[PipelineKey, set[tuple[str, str]]] = {}
+        """The (step, result) series of sluice_step_last_duration_seconds, by pipeline."""
         self.leading = False
 
     def lead(self, leading: bool) -> None:
@@ -35,7 +50,9 @@ class Recorder:
         self.metrics.leader.set(1 if leading else 0)
         if not leading:
             self.phases.clear()
+            self.step_series.clear()
             self.metrics.pipeline_degraded.clear()
+            self.metrics.step_last_duration.clear()
             self.metrics.pipelines.clear()
 
     def plan(self, key: PipelineKey, plan: Plan, status: Mapping[str, Any]) -> None:
@@ -50,8 +67,8 @@ class Recorder:
             elif t.new == "Retrying":
                 m.task_attempts.labels(ns, "retried").inc()
                 m.task_retries.labels(ns, t.failure_kind or "unknown").inc()
-            if t.duration_s is not None and t.new in ("Succeeded", "Failed", "Retrying"):
-                result = "succeeded" if t.new == "Succeeded" else "failed"
+            result = _ENDED.get(t.new) if t.old == "Running" else None
+            if t.duration_s is not None and result is not None:
                 m.task_duration.labels(ns, result).observe(max(t.duration_s, 0.0))
         if plan.run_finished:
             m.pipeline_runs.labels(ns, plan.run_finished).inc()
@@ -68,11 +85,30 @@ class Recorder:
             self.phases[key] = phase
             self._phase_gauge()
         m.pipeline_degraded.labels(ns, name).set(1 if phase == "Degraded" else 0)
+        self._step_durations(key, plan, status)
+
+    def _step_durations(self, key: PipelineKey, plan: Plan, status: Mapping[str, Any]) -> None:
+        """Set the last attempts' durations; drop the series of steps not in the spec."""
+        gauge = self.metrics.step_last_duration
+        series = self.step_series.setdefault(key, set())
+        for t in plan.transitions:
+            result = _ENDED.get(t.new) if t.old == "Running" else None
+            if t.duration_s is not None and result is not None:
+                gauge.labels(*key, t.task, result).set(max(t.duration_s, 0.0))
+                series.add((t.task, result))
+        steps = {t.get("name") for t in status.get("tasks") or []}
+        for step, result in [s for s in series if s[0] not in steps]:
+            series.discard((step, result))
+            with contextlib.suppress(KeyError):
+                gauge.remove(*key, step, result)
 
     def forget(self, key: PipelineKey) -> None:
         self.phases.pop(key, None)
         with contextlib.suppress(KeyError):
             self.metrics.pipeline_degraded.remove(*key)
+        for step, result in self.step_series.pop(key, set()):
+            with contextlib.suppress(KeyError):
+                self.metrics.step_last_duration.remove(*key, step, result)
         if self.leading:
             self._phase_gauge()
 
