@@ -87,6 +87,7 @@ def _dashboard_expr(expr: str, m: Monitored) -> str:
         .replace("$job", JOB)
         .replace("$instance", ".+")
         .replace("$namespace", m.namespace)
+        .replace("$pipeline", ".*")
     )
 
 
@@ -165,6 +166,90 @@ def test_every_dashboard_query_and_alert_evaluates_and_tells_the_truth(
         timeout=30,
         what="no alert pending or firing once the operator is scraped",
     )
+
+
+def _attempt_seconds(job: Any) -> float:
+    """A Job's duration as the cluster says: creation to completion (or failure)."""
+    st = job.status
+    end = st.completion_time or next(
+        c.last_transition_time for c in st.conditions or [] if c.type == "Failed"
+    )
+    return float((end - job.metadata.creation_timestamp).total_seconds())
+
+
+def test_step_durations_show_per_step_and_go_with_the_step_and_the_pipeline(
+    monitored: Monitored,
+) -> None:
+    """Issue 17's per-step durations, through Prometheus: each step's last attempt,
+    labelled by pipeline, step and result, equal to its Job's duration; a step
+    removed from the spec and then the deleted pipeline take their series."""
+    m = monitored
+    slow = {"image": BUSYBOX, "podTemplate": sim(duration="2s")}
+    m.sluice.task("dur-slow", slow)
+    failing = {"image": BUSYBOX, "podTemplate": sim("fail", exit_code=3), "retry": {"limit": 0}}
+    m.sluice.task("dur-bad", failing)
+    prep = {"name": "prep", "taskRef": {"name": "dur-slow"}}
+    train = {"name": "train", "taskRef": {"name": "dur-slow"}, "dependsOn": ["prep"]}
+    boom = {"name": "boom", "taskRef": {"name": "dur-bad"}}
+    m.sluice.pipeline("durs", {"tasks": [prep, train, boom]})
+    m.sluice.wait_task("durs", "boom", "Failed")
+    m.sluice.wait_task("durs", "train", "Succeeded")  # Degraded before: prep still ran
+    jobs = {j.metadata.annotations["sluice.dev/task-name"]: j for j in m.sluice.jobs("durs")}
+    expected = {
+        ("prep", "succeeded"): _attempt_seconds(jobs["prep"]),
+        ("train", "succeeded"): _attempt_seconds(jobs["train"]),
+        ("boom", "failed"): _attempt_seconds(jobs["boom"]),
+    }
+    assert expected[("train", "succeeded")] >= 2  # the simulated 2 s ran
+
+    raw = f'sluice_step_last_duration_seconds{{job="{JOB}", namespace="{m.namespace}"}}'
+
+    def scraped() -> dict[tuple[str, str], float]:
+        """(step, result) -> seconds of pipeline durs; no other labels but these."""
+        out = {}
+        for s in m.prometheus.query(raw):
+            labels = s["metric"]
+            assert set(labels) == {
+                "__name__",
+                "job",
+                "instance",
+                "namespace",
+                "pipeline",
+                "step",
+                "result",
+            }
+            if labels["pipeline"] == "durs":
+                out[(labels["step"], labels["result"])] = float(s["value"][1])
+        return out
+
+    def panel(ref: str) -> dict[str, float]:
+        expr = queries[f"Step duration (last attempt)/{ref}"]
+        return {
+            s["metric"]["step"]: float(s["value"][1])
+            for s in m.prometheus.query(expr)
+            if s["metric"]["pipeline"] == "durs"
+        }
+
+    try:
+        wait_for(lambda: scraped() == expected, timeout=30, what=f"{expected} scraped")
+        # The dashboard's panel shows them, succeeded (A) and failed (B) apart.
+        queries = {k: _dashboard_expr(v, m) for k, v in prom.dashboard_queries().items()}
+        assert panel("A") == {
+            "prep": expected[("prep", "succeeded")],
+            "train": expected[("train", "succeeded")],
+        }
+        assert panel("B") == {"boom": expected[("boom", "failed")]}
+        variable = prom.dashboard_variables()["pipeline"][len("label_values(") : -1]
+        selector = _dashboard_expr(variable.rpartition(",")[0], m)
+        assert "durs" in m.prometheus.api("label/pipeline/values", **{"match[]": selector})
+
+        # The failed step leaves the spec: its series goes, the others stay.
+        m.sluice.patch("durs", {"spec": {"tasks": [prep, train]}})
+        del expected[("boom", "failed")]
+        wait_for(lambda: scraped() == expected, timeout=30, what="boom's series gone")
+    finally:
+        m.sluice.delete("durs")
+    wait_for(lambda: scraped() == {}, timeout=30, what="the deleted pipeline's series gone")
 
 
 def test_a_degraded_pipeline_shows_and_its_alert_outlives_the_operator(
