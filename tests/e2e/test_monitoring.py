@@ -348,6 +348,13 @@ def test_two_replicas_one_losing_its_lease_the_numbers_stay_true(
         finally:
             os.killpg(first.proc.pid, signal.SIGCONT)
         wait_for(lambda: _leads(first) == 0, timeout=60, what="the old leader to step down")
+        # Its per-step durations went with the Lease; the new leader's has what it ran.
+        assert "sluice_step_last_duration_seconds{" not in first.metrics()
+        assert re.search(
+            r'^sluice_step_last_duration_seconds\{.*pipeline="two".*step="only"',
+            second.metrics(),
+            re.M,
+        )
         wait_for(lambda: _scraped_phases_match_the_cluster(m), timeout=30, what="the scrape")
         assert _dashboard_phases(m) == {"Succeeded": 2}
         queries = {k: _dashboard_expr(v, m) for k, v in prom.dashboard_queries().items()}
