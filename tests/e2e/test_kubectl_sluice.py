@@ -4,6 +4,7 @@ operator runs pipelines that fail, retry and recover."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 
 from support.cluster import Cluster
@@ -261,6 +263,9 @@ def test_get_list_and_graph_of_a_pipeline_in_the_cluster(
     assert "d ← b, c" in out[-1]
     as_json = plugin(env, "get", "diamond", "-n", ns, "-o", "json").stdout
     assert '"phase": "Succeeded"' in as_json
+    # -o json and -o yaml are the raw status, the same one.
+    as_yaml = plugin(env, "get", "diamond", "-n", ns, "-o", "yaml").stdout
+    assert yaml.safe_load(as_yaml) == json.loads(as_json) == s.status("diamond")
     listed = plugin(env, "list", "-A").stdout.splitlines()
     assert listed[0].split()[:4] == ["NAMESPACE", "NAME", "PHASE", "PROGRESS"]
     assert any(line.split()[:4] == [ns, "diamond", "Succeeded", "4/4"] for line in listed)
