@@ -138,7 +138,6 @@ class MatrixStatus(Model):
     failed: int = Field(default=0, ge=0, description="Combinations failed past their retries.")
     done: str | None = Field(
         default=None,
-        max_length=4096,
         description='Indexes of the succeeded combinations as ranges, e.g. "0-36,40".',
     )
     details: list[CombinationStatus] = Field(
