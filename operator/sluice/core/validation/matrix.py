@@ -17,7 +17,12 @@ from sluice.core import matrix as mx
 from sluice.core import references
 from sluice.core.validation.report import Finding, did_you_mean, quote, twice
 
-__all__ = ["check_matrices", "check_matrix", "matrix_texts"]
+__all__ = ["check_matrices", "check_matrix", "matrix_param_names", "matrix_texts"]
+
+
+def matrix_param_names(step: PipelineTask) -> frozenset[str]:
+    """The params the step's matrix gives a value to (none without a matrix)."""
+    return frozenset(p.name for p in step.matrix.params) if step.matrix is not None else frozenset()
 
 
 def matrix_texts(step: PipelineTask) -> list[tuple[str, str]]:
