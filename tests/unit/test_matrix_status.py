@@ -229,4 +229,3 @@ def test_admit_is_work_conserving(demands: list[Demand], max_parallel: int | Non
         taken = got.get(d.step, [])
         own_room = float("inf") if d.max_parallel is None else d.max_parallel - d.running
         assert len(taken) == max(0, min(len(d.candidates), own_room))
-
