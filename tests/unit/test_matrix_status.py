@@ -4,17 +4,20 @@ compact status, progress and which combinations may start (issue 15)."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sluice.api import MatrixStatus, TaskPhase, dump
 from sluice.api.matrix import MAX_MATRIX_DETAILS
+from sluice.core import naming
 from sluice.core.matrix_status import (
     Combination,
     Demand,
     admit,
     format_ranges,
+    jobs_by_combination,
     parse_ranges,
     progress,
     running_counts,
@@ -22,6 +25,7 @@ from sluice.core.matrix_status import (
     still_to_settle,
     summarize,
 )
+from sluice.core.observe import observe_job
 
 P, R, RT, S, F = (
     TaskPhase.PENDING,
@@ -229,3 +233,40 @@ def test_admit_is_work_conserving(demands: list[Demand], max_parallel: int | Non
         taken = got.get(d.step, [])
         own_room = float("inf") if d.max_parallel is None else d.max_parallel - d.running
         assert len(taken) == max(0, min(len(d.candidates), own_room))
+
+
+# --- the Jobs of a matrixed step ---------------------------------------------------------
+
+
+def _job(combination: int | None, attempt: int, *, label: str | None = None) -> dict[str, Any]:
+    labels = naming.job_labels("sweep", "train", 1, attempt, combination)
+    if label is not None:
+        labels[naming.LABEL_COMBINATION] = label
+    return {
+        "metadata": {
+            "name": naming.job_name("sweep", "train", 1, attempt, combination),
+            "labels": labels,
+            "annotations": naming.job_annotations("sweep", "train", "h"),
+        },
+        "status": {"conditions": [{"type": "Complete", "status": "True"}]},
+    }
+
+
+def test_the_job_view_reads_the_combination_label() -> None:
+    assert (view := observe_job(_job(17, 2))) is not None and view.combination == 17
+    assert (plain := observe_job(_job(None, 1))) is not None and plain.combination is None
+    for bad in ("-1", "x", "", "1.0"):
+        got = observe_job(_job(None, 1, label=bad))
+        assert got is not None and got.combination is None
+
+
+def test_jobs_by_combination_groups_by_index_and_orders_by_attempt() -> None:
+    views = [
+        v
+        for j in (_job(1, 2), _job(0, 1), _job(1, 1), _job(None, 1), _job(9, 1))
+        if (v := observe_job(j)) is not None
+    ]
+    got = jobs_by_combination(views, width=4)
+    assert sorted(got) == [0, 1]
+    assert [v.attempt for v in got[1]] == [1, 2]
+    assert got[0][0].name.endswith("-c0-1-1")

@@ -25,6 +25,7 @@ from typing import Final
 
 from sluice.api import CombinationStatus, MatrixStatus, TaskPhase
 from sluice.api.matrix import MAX_MATRIX_DETAILS
+from sluice.core.observe import JobView
 from sluice.core.phases import T
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "Demand",
     "admit",
     "format_ranges",
+    "jobs_by_combination",
     "parse_ranges",
     "progress",
     "running_counts",
@@ -199,3 +201,18 @@ def admit(
 def running_counts(statuses: Mapping[str, MatrixStatus | None], plain_running: int) -> int:
     """Jobs running in the pipeline: plain running steps plus running combinations."""
     return plain_running + sum(m.running for m in statuses.values() if m is not None)
+
+
+def jobs_by_combination(views: Iterable[JobView], width: int) -> dict[int, list[JobView]]:
+    """A matrixed step's Jobs by combination index, each list by attempt: what
+    ``attempts.fold_jobs`` folds per combination as it folds a plain step's Jobs. Jobs
+    without the label (the step was not matrixed when they ran) or with an index not
+    below ``width`` (the matrix shrank) are left out: they are not combinations of this
+    matrix, and the run's rules for a changed spec (the spec hash) apply to them."""
+    out: dict[int, list[JobView]] = {}
+    for v in views:
+        if v.combination is not None and v.combination < width:
+            out.setdefault(v.combination, []).append(v)
+    for jobs in out.values():
+        jobs.sort(key=lambda v: v.attempt)
+    return out
