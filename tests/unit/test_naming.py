@@ -19,6 +19,7 @@ from sluice.core.naming import (
     ANNOTATION_SPEC_HASH,
     ANNOTATION_TASK,
     LABEL_ATTEMPT,
+    LABEL_COMBINATION,
     LABEL_MANAGED_BY,
     LABEL_PIPELINE,
     LABEL_RUN,
@@ -425,3 +426,75 @@ def test_label_and_annotation_keys() -> None:
         "sluice.dev/task-name",
         "sluice.dev/spec-hash",
     )
+
+
+# --- job_name and job_labels: combinations of a matrixed step (issue 15) ------
+
+
+def test_combination_name_adds_c_index_after_the_hash() -> None:
+    assert job_name("churn-model", "train", 1, 1, 0) == "churn-model-train-sg7lo84k-c0-1-1"
+    assert job_name("churn-model", "train", 2, 3, 255) == "churn-model-train-sg7lo84k-c255-2-3"
+
+
+def test_names_without_a_combination_do_not_change() -> None:
+    assert job_name("churn-model", "train", 1, 1, None) == "churn-model-train-sg7lo84k-1-1"
+    assert job_name("a" * 253, "b" * 63, 1, 1) == (
+        "aaaaaaaaaaaaaaaa-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-qonnz5yn-1-1"
+    )
+
+
+def test_long_combination_names_are_cut_like_the_others() -> None:
+    name = job_name("a" * 253, "b" * 63, 99, 99, 255)
+    assert name == "aaaaaaaaaaaaaaaa-bbbbbbbbbbbbbbbbbbbbbbbbbb-qonnz5yn-c255-99-99"
+    assert len(name) == 63
+
+
+def test_combination_must_be_a_non_negative_integer() -> None:
+    for bad in (-1, True, 1.0, "1"):
+        with pytest.raises(ValueError, match="combination"):
+            job_name("p", "t", 1, 1, bad)  # type: ignore[arg-type]
+
+
+def test_combination_label_only_on_matrixed_jobs() -> None:
+    assert LABEL_COMBINATION not in job_labels("p", "t", 1, 1)
+    assert job_labels("p", "t", 1, 1, 7)[LABEL_COMBINATION] == "7"
+    assert job_labels("p", "t", 1, 1) == {
+        k: v for k, v in job_labels("p", "t", 1, 1, 7).items() if k != LABEL_COMBINATION
+    }
+
+
+COMBO = re.compile(
+    r"(?P<head>.+)-(?P<hash>[0-9a-z]{8})-c(?P<c>[0-9]+)-(?P<run>[0-9]+)-(?P<a>[0-9]+)"
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(job_keys, st.integers(min_value=0, max_value=10**6))
+def test_combination_names_are_valid_and_end_in_combination_run_attempt(
+    key: tuple[str, str, int, int], combination: int
+) -> None:
+    pipeline, task, run, attempt = key
+    name = job_name(pipeline, task, run, attempt, combination)
+    assert is_dns_label(name) and len(name) <= 63, name
+    assert name.endswith(f"-c{combination}-{run}-{attempt}")
+    assert COMBO.fullmatch(name) is not None
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(job_keys, st.lists(st.integers(0, 5000), min_size=2, max_size=40, unique=True))
+def test_combination_names_are_distinct_from_each_other_and_the_plain_name(
+    key: tuple[str, str, int, int], combos: list[int]
+) -> None:
+    names = [job_name(*key, c) for c in combos]
+    assert len(set(names)) == len(names)
+    assert job_name(*key) not in names
+
+
+def test_every_combination_run_attempt_of_a_wide_matrix_is_distinct() -> None:
+    names = {
+        job_name("sweep", "train", run, attempt, c)
+        for c in range(256)
+        for run in (1, 2, 11)
+        for attempt in (1, 2, 3, 12)
+    }
+    assert len(names) == 256 * 3 * 4

@@ -5,7 +5,8 @@ CRD schemas (and the ``kubectl explain`` text) from them, so the API server and 
 can never disagree about what a valid Pipeline or Task is.
 
 The package: ``constants`` (group, kinds, annotations), ``enums``, ``times``, ``core_v1``
-(the core/v1 sub-schemas) and ``models``; everything is imported from here.
+(the core/v1 sub-schemas), ``base``, ``matrix`` (fan-out) and ``models``; everything is
+imported from here.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from sluice.api.enums import (
     PipelinePhase,
     TaskPhase,
 )
+from sluice.api.matrix import CombinationStatus, Matrix, MatrixParam, MatrixStatus
 from sluice.api.models import (
     Backoff,
     ParamSpec,
@@ -78,11 +80,15 @@ __all__ = [
     "TASK_PLURAL",
     "VERSION",
     "Backoff",
+    "CombinationStatus",
     "Condition",
     "ConditionStatus",
     "FailureKind",
     "FailurePolicy",
     "JobRetention",
+    "Matrix",
+    "MatrixParam",
+    "MatrixStatus",
     "ParamSpec",
     "ParamValue",
     "PipelinePhase",

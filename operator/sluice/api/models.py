@@ -6,15 +6,13 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Final, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
-from pydantic.alias_generators import to_camel
 
+from sluice.api.base import BY_NAME, Model
+from sluice.api.base import SET as _SET
 from sluice.api.constants import MAX_SECONDS
 from sluice.api.core_v1 import EnvFromSource, EnvVar, Resources
-from sluice.api.enums import (
-    FailureKind,
-    FailurePolicy,
-    JobRetention,
-)
+from sluice.api.enums import FailureKind, FailurePolicy, JobRetention
+from sluice.api.matrix import Matrix
 from sluice.k8s.syntax import (
     DNS_LABEL_MAX,
     DNS_LABEL_PATTERN,
@@ -30,6 +28,7 @@ __all__ = [
     "BY_NAME",
     "MAX_STEPS",
     "Backoff",
+    "Matrix",
     "Model",
     "ParamSpec",
     "ParamValue",
@@ -66,19 +65,6 @@ MAX_RESULTS: Final = 16  # results one task may declare
 MAX_PIPELINE_RESULTS: Final = 64
 MAX_FINALLY: Final = 100
 MAX_TEXT: Final = 4096  # a `when`, a pipeline result's value
-
-# A list whose items are unique by `name`: the API server itself rejects duplicates.
-BY_NAME: Final[dict[str, Any]] = {
-    "x-kubernetes-list-type": "map",
-    "x-kubernetes-list-map-keys": ["name"],
-}
-_SET: Final[dict[str, Any]] = {"x-kubernetes-list-type": "set"}
-
-
-class Model(BaseModel):
-    """camelCase on the wire like every Kubernetes API; typos are errors, not silently dropped."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
 
 class Backoff(Model):
@@ -328,6 +314,11 @@ class PipelineTask(Model):
         max_length=MAX_TEXT,
         description="CEL condition, evaluated once its dependencies settled; false: Skipped. "
         "E.g. double(tasks.evaluate.results.auc) >= 0.8",
+    )
+    matrix: Matrix | None = Field(
+        default=None,
+        description="Fan-out: run the step once per combination of these params, each its "
+        "own Job; its results become JSON arrays in combination order.",
     )
 
     @model_validator(mode="after")

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from sluice.api.constants import RERUN_ANNOTATION, RETRY_ANNOTATION
 from sluice.api.enums import ConditionStatus, PipelinePhase, TaskPhase
+from sluice.api.matrix import MatrixStatus
 from sluice.api.models import BY_NAME, MAX_STEPS, Model
 from sluice.api.times import Timestamp
 
@@ -62,6 +63,9 @@ class TaskStatus(Model):
     results: dict[str, str] | None = Field(
         default=None,
         description="Results of the succeeded attempt, by name (kept after its Job is gone).",
+    )
+    matrix: MatrixStatus | None = Field(
+        default=None, description="The combinations of a matrixed step, counted by phase."
     )
 
 

@@ -21,6 +21,7 @@ __all__ = [
     "ANNOTATION_SPEC_HASH",
     "ANNOTATION_TASK",
     "LABEL_ATTEMPT",
+    "LABEL_COMBINATION",
     "LABEL_MANAGED_BY",
     "LABEL_PIPELINE",
     "LABEL_RUN",
@@ -40,6 +41,8 @@ LABEL_PIPELINE = "sluice.dev/pipeline"
 LABEL_TASK = "sluice.dev/task"
 LABEL_RUN = "sluice.dev/run"
 LABEL_ATTEMPT = "sluice.dev/attempt"
+LABEL_COMBINATION = "sluice.dev/combination"
+"""The index of a matrixed step's combination (``sluice.core.matrix``); absent otherwise."""
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY = "sluice"
 
@@ -74,8 +77,11 @@ def _hash36(data: str, length: int) -> str:
     return "".join(chars)
 
 
-def job_name(pipeline: str, task: str, run: int, attempt: int) -> str:
-    """The deterministic name of the Job for one attempt of a task.
+def job_name(
+    pipeline: str, task: str, run: int, attempt: int, combination: int | None = None
+) -> str:
+    """The deterministic name of the Job for one attempt of a task (or of one combination
+    of a matrixed task).
 
     Shape ``{pipeline}-{task}-{h}-{run}-{attempt}``, with dots in the pipeline
     mapped to '-'. ``h`` (8 base36 chars of a hash of pipeline and task) is
@@ -86,6 +92,11 @@ def job_name(pipeline: str, task: str, run: int, attempt: int) -> str:
     not below 16 characters), then the task part, and dashes left dangling at
     the cuts are dropped. ``h``, ``run`` and ``attempt`` are never cut, so the
     name always ends in ``-{h}-{run}-{attempt}``.
+
+    A combination of a matrixed step (``combination``, its index, from 0) adds
+    ``-c{combination}`` after ``h``: ``{pipeline}-{task}-{h}-c{combination}-{run}-{attempt}``,
+    never cut either. The ``c`` keeps it apart from the all-digit run and attempt; without
+    ``combination`` the name is exactly as before.
 
     Distinctness of look-alike or shortened inputs rests on the hash alone.
     36**8 (about 2.8e12) values make an accidental clash negligible, but not a
@@ -103,8 +114,13 @@ def job_name(pipeline: str, task: str, run: int, attempt: int) -> str:
     for what, n in (("run", run), ("attempt", attempt)):
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"{what} must be an integer >= 1, got {n!r}")
+    c = ""
+    if combination is not None:
+        if isinstance(combination, bool) or not isinstance(combination, int) or combination < 0:
+            raise ValueError(f"combination must be an integer >= 0, got {combination!r}")
+        c = f"-c{combination}"
     h = _hash36(f"{pipeline}\x00{task}", _HASH_LENGTH)
-    suffix = f"-{h}-{run}-{attempt}"
+    suffix = f"-{h}{c}-{run}-{attempt}"
     p, t = pipeline.replace(".", "-"), task
     room = MAX_NAME_LENGTH - len(suffix) - 1  # for p and t; 1 for the dash between them
     if len(p) + len(t) > room:
@@ -130,15 +146,21 @@ def label_value(s: str) -> str:
     return f"{prefix}-{suffix}" if prefix else suffix
 
 
-def job_labels(pipeline: str, task: str, run: int, attempt: int) -> dict[str, str]:
-    """Labels that let the operator list a pipeline's Jobs by selector."""
-    return {
+def job_labels(
+    pipeline: str, task: str, run: int, attempt: int, combination: int | None = None
+) -> dict[str, str]:
+    """Labels that let the operator list a pipeline's Jobs by selector (and, for a
+    combination of a matrixed step, its index)."""
+    labels = {
         LABEL_MANAGED_BY: MANAGED_BY,
         LABEL_PIPELINE: label_value(pipeline),
         LABEL_TASK: label_value(task),
         LABEL_RUN: str(run),
         LABEL_ATTEMPT: str(attempt),
     }
+    if combination is not None:
+        labels[LABEL_COMBINATION] = str(combination)
+    return labels
 
 
 def job_annotations(pipeline: str, task: str, spec_hash: str) -> dict[str, str]:

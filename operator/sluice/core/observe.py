@@ -32,6 +32,9 @@ class JobView:
     created_at: datetime | None
     finished_at: datetime | None
     deleting: bool
+    combination: int | None = None
+    """The index of the combination of a matrixed step (``sluice.dev/combination``);
+    None for a plain step's Job."""
 
     @property
     def step(self) -> str:
@@ -52,6 +55,13 @@ def _int(value: Any, default: int = 0) -> int:
         return int(value)
     except (TypeError, ValueError):
         return default
+
+
+def _combination(value: Any) -> int | None:
+    """The combination label's index; None when absent or not a non-negative integer."""
+    if not isinstance(value, str) or not value.isdecimal():
+        return None
+    return int(value)
 
 
 def _outcome(
@@ -96,4 +106,5 @@ def observe_job(job: Mapping[str, Any]) -> JobView | None:
         created_at=_parse_time(meta.get("creationTimestamp")),
         finished_at=finished,
         deleting=bool(meta.get("deletionTimestamp")),
+        combination=_combination(labels.get(naming.LABEL_COMBINATION)),
     )

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from sluice.api import PipelineSpec, PipelineTask, TaskSpec, parse_pipeline_spec
 from sluice.core import dag, naming, params
+from sluice.core.validation.matrix import check_matrices, matrix_param_names
 from sluice.core.validation.report import (
     MAX_OBJECT_BYTES,
     STATUS_BYTES_PER_TASK,
@@ -55,6 +56,7 @@ def check_pipeline(
     if name is not None:
         _check_jobnames_list(report, pipeline, name)
     _check_steps(report, pipeline, tasks)
+    report.findings += check_matrices(pipeline, report.tasks)
     if size is not None:
         _check_size(report, pipeline, size)
     return report
@@ -216,10 +218,11 @@ def _check_values(
     where = f"task {quote(step.name)}"
     # As params.resolve sees it (step values referring to undeclared pipeline params
     # have their own message, from the caller).
+    fanned = matrix_param_names(step)  # each combination gives these a value
     missing = [
         n
         for n, default in declared
-        if n not in values and n not in pipeline_params and default is None
+        if n not in values and n not in pipeline_params and default is None and n not in fanned
     ]
     if missing:
         err = params.MissingParamError(missing)
