@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from sluice.api import PipelineSpec, PipelineTask, TaskSpec, parse_pipeline_spec
 from sluice.core import dag, naming, params
+from sluice.core.validation.flow import check_flow
 from sluice.core.validation.report import (
     MAX_OBJECT_BYTES,
     STATUS_BYTES_PER_TASK,
@@ -55,46 +56,55 @@ def check_pipeline(
     if name is not None:
         _check_jobnames_list(report, pipeline, name)
     _check_steps(report, pipeline, tasks)
+    check_flow(report, pipeline)
     if size is not None:
         _check_size(report, pipeline, size)
     return report
 
 
 def _check_graph(report: Report, spec: PipelineSpec) -> None:
-    names = [t.name for t in spec.tasks]
+    names = [t.name for t in [*spec.tasks, *spec.finally_]]
     seen: set[str] = set()
     for n in names:
         if n in seen:
             report.add("error", f"task name {quote(n)} is used twice")
         seen.add(n)
-    known = set(names)
-    deps: dict[str, list[str]] = {}
-    for step in spec.tasks:
-        listed: set[str] = set()
-        for dep in step.depends_on:
-            if dep == step.name:
-                report.add("error", f"step {quote(step.name)} cannot depend on itself")
-            elif dep in listed:
-                report.add(
-                    "error", f"task {quote(step.name)} lists {quote(dep)} twice in dependsOn"
-                )
-            elif dep not in known:
-                report.add(
-                    "error",
-                    f"task {quote(step.name)} depends on unknown task {quote(dep)}"
-                    + did_you_mean(dep, known - {step.name}),
-                )
-            listed.add(dep)
-        deps.setdefault(step.name, []).extend(d for d in step.depends_on if d != step.name)
-    cycle = dag.find_cycle(deps)
-    if cycle is not None:
-        report.add("error", f"cycle: {dag.format_cycle(cycle)}")
+    finally_names = {t.name for t in spec.finally_}
+    # dependsOn between main and finally steps: the data-flow checks' rules and words.
+    for steps, known in (
+        (spec.tasks, {t.name for t in spec.tasks}),
+        (spec.finally_, finally_names),
+    ):
+        deps = {step.name: _check_depends_on(report, step, known, seen) for step in steps}
+        cycle = dag.find_cycle(deps)
+        if cycle is not None:
+            report.add("error", f"cycle: {dag.format_cycle(cycle)}")
+
+
+def _check_depends_on(
+    report: Report, step: PipelineTask, known: set[str], every: set[str]
+) -> list[str]:
+    """The step's dependsOn problems; returns its edges among steps of its kind."""
+    listed: set[str] = set()
+    for dep in step.depends_on:
+        if dep == step.name:
+            report.add("error", f"step {quote(step.name)} cannot depend on itself")
+        elif dep in listed:
+            report.add("error", f"task {quote(step.name)} lists {quote(dep)} twice in dependsOn")
+        elif dep not in every:
+            report.add(
+                "error",
+                f"task {quote(step.name)} depends on unknown task {quote(dep)}"
+                + did_you_mean(dep, every - {step.name}),
+            )
+        listed.add(dep)
+    return [d for d in step.depends_on if d != step.name and d in known]
 
 
 def _check_jobnames_list(report: Report, spec: PipelineSpec, pipeline: str) -> None:
     # naming.job_name shortens long names with a hash, so only names Kubernetes would not
     # accept can fail; the longest step is the one to try.
-    longest = max((t.name for t in spec.tasks), key=len)
+    longest = max((t.name for t in [*spec.tasks, *spec.finally_]), key=len)
     try:
         naming.job_name(pipeline, longest, 1, 1)
     except ValueError as err:
@@ -114,7 +124,7 @@ def _check_steps(
     checked: dict[str, Report] = {}
     used_params: set[str] = set()
     all_known = True
-    for step in spec.tasks:
+    for step in [*spec.tasks, *spec.finally_]:
         used_params |= _check_step_values(report, spec, step, pipeline_params)
         task = _step_task(report, step, tasks, checked)
         if task is None:
