@@ -249,3 +249,25 @@ def test_a_suspended_pipeline_does_not_start_finally_steps() -> None:
     w = finally_world(suspend=True)
     w.reconcile()
     assert not w.created
+
+
+# ---------------------------------------------------------------------------- validation
+
+
+def test_a_param_used_only_in_a_when_is_not_reported_unused() -> None:
+    from sluice.core.validation import check_pipeline
+
+    spec = {
+        "params": [{"name": "score", "value": "0.9"}],
+        "tasks": [step("deploy", when="double(params.score) >= 0.8")],
+    }
+    report = check_pipeline(spec, name="p", tasks={})
+    assert not report.findings
+
+
+def test_an_invalid_when_fails_the_pipeline_in_the_operator_too() -> None:
+    w = World.of({"tasks": [step("deploy", when="double(params.scroe) >= 0.8")]})
+    w.reconcile()
+    assert w.phase == "Failed"
+    assert "unknown variable params.scroe" in w.status["message"]
+    assert not w.created

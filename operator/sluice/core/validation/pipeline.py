@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -64,15 +65,21 @@ def check_pipeline(
 
 def _check_graph(report: Report, spec: PipelineSpec) -> None:
     names = [t.name for t in [*spec.tasks, *spec.finally_]]
+    finally_names = {t.name for t in spec.finally_}
+    main_names = {t.name for t in spec.tasks}
     seen: set[str] = set()
     for n in names:
         if n in seen:
-            report.add("error", f"task name {quote(n)} is used twice")
+            both = n in main_names and n in finally_names
+            report.add(
+                "error",
+                f"task name {quote(n)} is used twice"
+                + (" (in tasks and in finally: names are unique across both)" if both else ""),
+            )
         seen.add(n)
-    finally_names = {t.name for t in spec.finally_}
     # dependsOn between main and finally steps: the data-flow checks' rules and words.
     for steps, known in (
-        (spec.tasks, {t.name for t in spec.tasks}),
+        (spec.tasks, main_names),
         (spec.finally_, finally_names),
     ):
         deps = {step.name: _check_depends_on(report, step, known, seen) for step in steps}
@@ -126,6 +133,7 @@ def _check_steps(
     all_known = True
     for step in [*spec.tasks, *spec.finally_]:
         used_params |= _check_step_values(report, spec, step, pipeline_params)
+        used_params |= _when_params(step.when)
         task = _step_task(report, step, tasks, checked)
         if task is None:
             all_known = False
@@ -138,6 +146,14 @@ def _check_steps(
                 "warning",
                 f"pipeline parameter {quote(name)} is not used: no task declares it",
             )
+
+
+_WHEN_PARAM: Final = re.compile(r"\bparams\.([A-Za-z_][A-Za-z0-9_]*)|\$\(params\.([^)]+)\)")
+
+
+def _when_params(expression: str | None) -> set[str]:
+    """The params a ``when`` seems to use (for the "not used" warning only)."""
+    return {a or b for a, b in _WHEN_PARAM.findall(expression or "")}
 
 
 def _check_step_values(
