@@ -271,3 +271,96 @@ def test_an_invalid_when_fails_the_pipeline_in_the_operator_too() -> None:
     assert w.phase == "Failed"
     assert "unknown variable params.scroe" in w.status["message"]
     assert not w.created
+
+
+def test_under_stop_all_a_failure_still_lets_finally_run_with_degraded() -> None:
+    w = finally_world(step("train"), step("other"), failurePolicy="StopAll", maxParallel=1)
+    w.reconcile()
+    w.fail("train")
+    w.reconcile()
+    assert w.task_phase("other") == "Pending"
+    assert env_of(w, "cleanup")["RUN"] == "Degraded"
+    assert w.phase == "Degraded"
+
+
+# ---------------------------------------------------------------------------- property
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@st.composite
+def flows(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, bool]]:
+    n = draw(st.integers(1, 6))
+    steps, fails = [], {}
+    for i in range(n):
+        deps = (
+            draw(st.lists(st.sampled_from([f"s{j}" for j in range(i)]), unique=True)) if i else []
+        )
+        extra: dict[str, Any] = {}
+        if draw(st.booleans()):
+            extra["when"] = f"params.go{i} == 'yes'"
+        steps.append(step(f"s{i}", *deps, **extra))
+        fails[f"s{i}"] = draw(st.booleans()) and draw(st.booleans())
+    params = [{"name": f"go{i}", "value": draw(st.sampled_from(["yes", "no"]))} for i in range(n)]
+    spec = {"params": params, "tasks": steps, "finally": [step("fin")]}
+    return spec, fails
+
+
+@settings(max_examples=40, deadline=None)
+@given(flows())
+def test_every_run_settles_and_runs_its_finally_step_exactly_once(
+    case: tuple[dict[str, Any], dict[str, bool]],
+) -> None:
+    spec, fails = case
+    w = World.of(spec)
+    for _ in range(40):
+        w.reconcile()
+        active = w.active_tasks()
+        if not active:
+            break
+        for task in sorted(active):
+            if fails.get(task):
+                w.fail(task)
+            else:
+                w.succeed(task)
+    phases = {t["name"]: t["phase"] for t in w.status["tasks"]}
+    assert w.phase in ("Succeeded", "Degraded")
+    assert w.status.get("finishedAt")
+    assert phases["fin"] == "Succeeded"
+    assert sum(1 for j in w.created if "-fin-" in j) == 1
+    assert w.status["finallyFor"] == ("Succeeded" if w.phase == "Succeeded" else "Degraded")
+    skipped = {n for n, p in phases.items() if p == "Skipped"}
+    assert not any(j.split("-")[1] in skipped for j in w.created)
+    done = sum(1 for p in phases.values() if p in ("Succeeded", "Skipped"))
+    assert w.status["progress"] == f"{done}/{len(phases)}"
+    assert (w.phase == "Succeeded") == all(p in ("Succeeded", "Skipped") for p in phases.values())
+
+
+def test_a_step_param_and_a_task_ref_can_carry_the_run_status() -> None:
+    w = World.of(
+        {
+            "tasks": [step("train")],
+            "finally": [
+                {
+                    "name": "notify",
+                    "taskRef": {"name": "notifier"},
+                    "params": [
+                        {"name": "outcome", "value": "$(tasks.status)/$(tasks.train.status)"}
+                    ],
+                }
+            ],
+        },
+        tasks={
+            "notifier": {
+                "image": IMG,
+                "command": ["notify", "--outcome", "$(params.outcome)"],
+                "params": [{"name": "outcome"}],
+            }
+        },
+    )
+    w.reconcile()
+    w.fail("train")
+    w.reconcile()
+    command = w.job_of("notify")["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command == ["notify", "--outcome", "Degraded/Failed"]

@@ -261,12 +261,13 @@ def _check_values(
 
 
 def _check_size(report: Report, spec: PipelineSpec, size: int) -> None:
-    status = _STATUS_BASE_BYTES + STATUS_BYTES_PER_TASK * len(spec.tasks)
+    steps = len(spec.tasks) + len(spec.finally_)
+    status = _STATUS_BASE_BYTES + STATUS_BYTES_PER_TASK * steps
     if size + status > MAX_OBJECT_BYTES:
         report.add(
             "error",
             f"the pipeline is too big: {size // 1024} KiB, plus about {status // 1024} KiB of "
-            f"status for its {len(spec.tasks)} tasks, is over the {MAX_OBJECT_BYTES // 1024} "
+            f"status for its {steps} tasks, is over the {MAX_OBJECT_BYTES // 1024} "
             "KiB the API server stores; move large values into ConfigMaps or Tasks, or split "
             "the pipeline",
         )
