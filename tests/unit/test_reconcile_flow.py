@@ -241,8 +241,10 @@ def test_finally_steps_order_among_themselves_and_use_when() -> None:
     assert w.task_phase("alert") == "Skipped"
     assert w.active_tasks() == {"cleanup"}
     w.succeed("cleanup")
-    w.reconcile()
+    plan = w.reconcile()
     assert w.phase == "Succeeded"
+    assert w.status["message"] == "2 of 3 steps succeeded, 1 skipped."
+    assert "Run 1: 2 of 3 steps succeeded, 1 skipped." in [e.message for e in plan.events]
 
 
 def test_a_suspended_pipeline_does_not_start_finally_steps() -> None:

@@ -247,7 +247,15 @@ def _finally_phase(
     failed = [n for n, p in finals if p == _T.FAILED]
     if phase == "Running":
         st.message = f"The main tasks succeeded; finally: {running} running."
-    elif failed:
+    elif not failed:
+        total = len(main) + len(phases)
+        skipped = [*main, *phases].count(_T.SKIPPED)
+        st.message = (
+            f"{total - skipped} of {total} steps succeeded, {skipped} skipped."
+            if skipped
+            else f"All {total} steps succeeded."
+        )
+    else:
         st.message = (
             f"Finally task{'s' if len(failed) > 1 else ''} {', '.join(failed[:5])} failed past "
             f"the retry budget. Fix the task, or annotate {RETRY_ANNOTATION}=<new value> to retry."
@@ -259,7 +267,8 @@ def _phase_events(d: Decision, old_phase: PipelinePhase | None, total: int) -> N
     st = d.status
     if st.phase == _P.SUCCEEDED:
         steps = "its step" if total == 1 else f"all {total} steps"
-        d.event("Normal", "Succeeded", f"Run {st.run}: {steps} succeeded.")
+        text = f"{steps} succeeded." if "skipped" not in (st.message or "") else st.message
+        d.event("Normal", "Succeeded", f"Run {st.run}: {text}")
     elif st.phase == _P.DEGRADED:
         d.event("Warning", "Degraded", st.message or "")
     elif st.phase == _P.RUNNING and old_phase == _P.DEGRADED:
