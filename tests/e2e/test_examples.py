@@ -55,3 +55,22 @@ def test_degraded_example_degrades_then_recovers_when_the_task_is_fixed(
     )
     st = s.wait_phase("nightly", "Succeeded", timeout=120)
     assert {t["name"]: t["attempts"] for t in st["tasks"]} == {"load": 4, "publish": 1, "audit": 1}
+
+
+def test_with_finally_example_runs_its_finally_steps_after_success(
+    cluster: Cluster, api_client: client.ApiClient, e2e_namespace: str
+) -> None:
+    s = Sluice(api_client, e2e_namespace)
+    cluster.kubectl("apply", "-n", e2e_namespace, "-f", str(EXAMPLES / "with-finally.yaml"))
+    st = s.wait_phase("nightly-report", "Succeeded", timeout=120)
+    phases = {t["name"]: (t["phase"], t.get("reason")) for t in st["tasks"]}
+    assert phases["page"] == ("Skipped", "WhenFalse")
+    assert {phases[n][0] for n in ("build", "publish", "notify", "cleanup")} == {"Succeeded"}
+    assert st["progress"] == "5/5"
+    notify = next(
+        j
+        for j in s.jobs("nightly-report")
+        if j.metadata.annotations["sluice.dev/task-name"] == "notify"
+    )
+    env = {e.name: e.value for e in notify.spec.template.spec.containers[0].env}
+    assert env == {"STATUS": "Succeeded", "BUILD": "Succeeded"}

@@ -217,8 +217,56 @@ def long_message() -> dict[str, Any]:
     )
 
 
+def when_and_finally() -> dict[str, Any]:
+    p = _pipeline(
+        "churn",
+        [("evaluate", []), ("deploy", ["evaluate"]), ("announce", ["deploy"])],
+        {
+            "evaluate": {
+                "phase": "Succeeded",
+                "attempts": 1,
+                "job": "churn-evaluate-1-1-a1b2c",
+                "startedAt": _t(90),
+                "finishedAt": _t(80),
+            },
+            "deploy": {
+                "phase": "Skipped",
+                "finishedAt": _t(80),
+                "reason": "WhenFalse",
+                "message": 'when "double(tasks.evaluate.results.auc) >= 0.8" is false; it saw '
+                'tasks.evaluate.results.auc = "0.61"',
+            },
+            "announce": {
+                "phase": "Skipped",
+                "finishedAt": _t(80),
+                "reason": "UpstreamSkipped",
+                "message": 'it uses results of "deploy", which was skipped',
+            },
+            "notify": {
+                "phase": "Running",
+                "attempts": 1,
+                "job": "churn-notify-1-1-d3e4f",
+                "startedAt": _t(70),
+            },
+            "cleanup": {"phase": "Pending"},
+        },
+        phase="Running",
+        run=1,
+        progress="3/5",
+        startedAt=_t(90),
+        finallyFor="Succeeded",
+        message="The main tasks succeeded; finally: 1 running.",
+    )
+    p["spec"]["finally"] = [
+        {"name": "notify", "task": {"image": "x"}},
+        {"name": "cleanup", "dependsOn": ["notify"], "task": {"image": "x"}},
+    ]
+    return p
+
+
 CASES = {
     "diamond": diamond,
+    "when-and-finally": when_and_finally,
     "fan-out-20": fan_out,
     "degraded": degraded,
     "long-message": long_message,

@@ -49,7 +49,7 @@ class TaskStatus(Model):
     )
     reason: str | None = Field(
         default=None,
-        description="Reason of the latest failure, e.g. BackoffLimitExceeded, OOMKilled.",
+        description="Reason of the latest failure or skip, e.g. OOMKilled, WhenFalse, WhenError.",
     )
     message: str | None = Field(
         default=None, description="Details of the latest failure, in the Job's or pod's own words."
@@ -86,7 +86,9 @@ class PipelineStatus(Model):
     started_at: Timestamp | None = Field(default=None, description="When the run started.")
     finished_at: Timestamp | None = Field(default=None, description="When the run finished.")
     progress: str | None = Field(
-        default=None, description="Succeeded steps over all steps, e.g. 4/6."
+        default=None,
+        description="Done (succeeded or skipped) steps over all steps, finally steps included, "
+        "e.g. 4/6.",
     )
     message: str | None = Field(default=None, description="One sentence on the state of the run.")
     tasks: list[TaskStatus] = Field(

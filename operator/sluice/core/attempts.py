@@ -138,7 +138,7 @@ def reopen_fixed(
     st = d.status
     retry_requested = retry_token is not None and retry_token != st.handled_retry
     if not terminal:
-        for step in spec.tasks:
+        for step in [*spec.tasks, *spec.finally_]:
             ts = d.step(step.name)
             res = resolved.get(step.name)
             if ts.phase != _T.FAILED or res is None:

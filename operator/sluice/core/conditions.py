@@ -144,11 +144,14 @@ def phase_and_message(
     """
     phases = [p for _, p in steps]
     total = len(phases)
-    done = phases.count(TaskPhase.SUCCEEDED)
+    skipped = phases.count(TaskPhase.SKIPPED)
+    done = phases.count(TaskPhase.SUCCEEDED) + skipped
     failed = [n for n, p in steps if p == TaskPhase.FAILED]
     active = any(p in _ACTIVE for p in phases)
     if timed_out(st):
         return st.phase, st.message
+    if done == total and skipped:
+        return _P.SUCCEEDED, f"{total - skipped} of {total} steps succeeded, {skipped} skipped."
     if done == total:
         return _P.SUCCEEDED, (
             "The step succeeded." if total == 1 else f"All {total} steps succeeded."

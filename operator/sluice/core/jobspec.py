@@ -10,11 +10,13 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sluice.api import API_VERSION, PIPELINE_KIND, PipelineTask, RetryPolicy, TaskSpec
-from sluice.core import naming, params
+from sluice.core import naming, params, references
+from sluice.core.references import Ref
 
 __all__ = [
     "CONTAINER_NAME",
@@ -115,13 +117,20 @@ def build_job(
     run: int,
     attempt: int,
     retry_base: int,
+    values: Mapping[Ref, str] | None = None,
 ) -> dict[str, Any]:
-    """The Job for one attempt; its name is the idempotency key of that attempt."""
+    """The Job for one attempt; its name is the idempotency key of that attempt.
+
+    ``values`` are those of the references its ``main`` container uses (results,
+    ``$(tasks.status)``, ``$(tasks.STEP.status)``), substituted now: raises
+    ``references.MissingValueError`` when one has none.
+    """
     labels = naming.job_labels(pipeline, step.name, run, attempt)
     annotations = naming.job_annotations(pipeline, step.name, step.spec_hash)
     annotations[naming.ANNOTATION_RETRY_BASE] = str(retry_base)
 
     template = copy.deepcopy(step.pod_template)
+    _substitute_references(template, values or {})
     template["metadata"]["labels"] = {**(template["metadata"].get("labels") or {}), **labels}
     spec: dict[str, Any] = {
         "backoffLimit": 0,
@@ -151,3 +160,19 @@ def build_job(
         },
         "spec": spec,
     }
+
+
+def _substitute_references(template: dict[str, Any], values: Mapping[Ref, str]) -> None:
+    """Replace the references in ``main``'s command, args and env values, in place (the
+    kubelet's ``$`` escaping applied to the inserted values)."""
+    for container in template["spec"]["containers"]:
+        if container.get("name") != CONTAINER_NAME:
+            continue
+        for key in ("command", "args"):
+            if container.get(key) is not None:
+                container[key] = [
+                    references.substitute(v, values, kubelet=True) for v in container[key]
+                ]
+        for var in container.get("env") or ():
+            if isinstance(var.get("value"), str):
+                var["value"] = references.substitute(var["value"], values, kubelet=True)

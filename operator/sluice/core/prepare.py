@@ -49,7 +49,7 @@ def _resolve_steps(
     problems = [(f.step, f.message) for f in report.errors if f.step is not None]
     stopped = {step for step, _ in problems}
     resolved: dict[str, ResolvedStep] = {}
-    for step in spec.tasks:
+    for step in [*spec.tasks, *spec.finally_]:
         if step.name in stopped:
             continue
         task_spec = step.task

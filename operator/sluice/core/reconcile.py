@@ -47,7 +47,9 @@ from sluice.api import (
     dump,
     parse_pipeline_status,
 )
-from sluice.core import stages
+from sluice.core import gates, stages
+from sluice.core.conditions import timed_out
+from sluice.core.dataflow import Flow
 from sluice.core.decision import Decision
 from sluice.core.observe import JobView, observe_job
 from sluice.core.phases import T
@@ -131,7 +133,9 @@ def decide(
         stages.fail_invalid(d, problems, generation)
         return _finish(d, raw_status, generation)
 
-    step_names = [t.name for t in spec.tasks]
+    main_names = [t.name for t in spec.tasks]
+    finally_names = [t.name for t in spec.finally_]
+    step_names = [*main_names, *finally_names]
     d.steps = {n: d.step(n) for n in step_names}  # steps removed from the spec drop out
     d.retry_policies = {n: res.retry for n, res in prepared.resolved.items()}
     stages.fold_jobs(d, step_names, run_jobs)
@@ -140,21 +144,49 @@ def decide(
         stages.fail_invalid(d, problems, generation)
         return _finish(d, raw_status, generation)
 
-    deps = {t.name: list(t.depends_on) for t in spec.tasks}
+    ctx = _flow_context(spec, prepared)
+    main_deps, finally_deps = ctx.flow.main_deps, ctx.flow.finally_deps
     terminal = stages.is_terminal(d)
     stages.reopen_fixed(d, spec, prepared.resolved, retry_token, terminal)
-    failed = stages.block_dependents(d, step_names, deps)
+    failed = stages.block_dependents(d, main_names, main_deps)
+    stages.block_dependents(d, finally_names, finally_deps)
     terminal = terminal or stages.time_out(d, spec, run_jobs)
+    slots = gates.free_slots(d, spec.max_parallel)
+    owner = _owner(meta)
     if _may_start(spec, terminal, failed):
-        stages.schedule(d, spec, deps, prepared.resolved, _owner(meta))
-    stages.summarise(d, spec, generation)
+        slots = gates.schedule(d, main_names, main_deps, prepared.resolved, owner, ctx, slots)
+        stages.block_dependents(d, main_names, main_deps)  # a `when` that failed now
+    outcome = gates.main_outcome(d, ctx, timed_out=timed_out(d.status))
+    gates.rearm_finally(d, ctx)
+    if outcome is not None and finally_names and not spec.suspend:
+        d.status.finally_for = outcome
+        gates.schedule(d, finally_names, finally_deps, prepared.resolved, owner, ctx, slots)
+        stages.block_dependents(d, finally_names, finally_deps)
+    stages.summarise(d, spec, generation, outcome)
     stages.collect(d, spec, views)
     return _finish(d, raw_status, generation)
 
 
+def _flow_context(spec: PipelineSpec, prepared: Prepared) -> gates.FlowContext:
+    """The data flow validation analysed (a plain graph when it has none)."""
+    flow = prepared.report.flow
+    if flow is None:
+        flow = Flow(
+            main_deps={t.name: list(t.depends_on) for t in spec.tasks},
+            finally_deps={t.name: list(t.depends_on) for t in spec.finally_},
+        )
+    return gates.FlowContext(
+        flow=flow,
+        params={p.name: p.value for p in spec.params},
+        main=[t.name for t in spec.tasks],
+        finally_=[t.name for t in spec.finally_],
+        stop_all=spec.failure_policy == "StopAll",
+    )
+
+
 def _step_problems(d: Decision, prepared: Prepared) -> list[str]:
     """A step's problem only matters while the step still has to run."""
-    return [p for n, p in prepared.step_problems if d.phase(n) != T.SUCCEEDED]
+    return [p for n, p in prepared.step_problems if d.phase(n) not in (T.SUCCEEDED, T.SKIPPED)]
 
 
 def _may_start(spec: PipelineSpec, terminal: bool, failed: set[str]) -> bool:
@@ -163,8 +195,8 @@ def _may_start(spec: PipelineSpec, terminal: bool, failed: set[str]) -> bool:
     return not terminal and not spec.suspend and not stop_all
 
 
-def _owner(meta: Mapping[str, Any]) -> stages.PipelineRef:
-    return stages.PipelineRef(meta.get("name", ""), meta.get("namespace", ""), meta.get("uid", ""))
+def _owner(meta: Mapping[str, Any]) -> gates.PipelineRef:
+    return gates.PipelineRef(meta.get("name", ""), meta.get("namespace", ""), meta.get("uid", ""))
 
 
 def _read_status(raw_status: Any) -> PipelineStatus:

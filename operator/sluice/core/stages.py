@@ -7,18 +7,18 @@ the evidence; the plan (``d.plan``) collects what the shell is to do.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
 from sluice.api import (
     RERUN_ANNOTATION,
+    RETRY_ANNOTATION,
     FailureKind,
     PipelinePhase,
     PipelineSpec,
-    TaskStatus,
+    TaskPhase,
 )
-from sluice.core import dag, validation
+from sluice.core import dag, settle, validation
 from sluice.core.attempts import fold_jobs, reopen_fixed
 from sluice.core.conditions import (
     conditions_for,
@@ -28,7 +28,7 @@ from sluice.core.conditions import (
     timed_out,
 )
 from sluice.core.decision import Decision
-from sluice.core.jobspec import ResolvedStep, build_job
+from sluice.core.gates import PipelineRef
 from sluice.core.observe import JobView
 from sluice.core.phases import P, T
 
@@ -41,7 +41,6 @@ __all__ = [
     "fold_jobs",
     "is_terminal",
     "reopen_fixed",
-    "schedule",
     "stop_older_runs",
     "summarise",
     "time_out",
@@ -51,15 +50,6 @@ _T = T
 _P = P
 _WAITING = frozenset({_T.PENDING, _T.BLOCKED})
 _ACTIVE = frozenset({_T.RUNNING, _T.RETRYING})
-
-
-class PipelineRef:
-    """Who the Jobs belong to: the Pipeline's name, namespace and uid."""
-
-    __slots__ = ("name", "namespace", "uid")
-
-    def __init__(self, name: str, namespace: str, uid: str) -> None:
-        self.name, self.namespace, self.uid = name, namespace, uid
 
 
 # ---------------------------------------------------------------------- choose the run
@@ -103,6 +93,7 @@ def _start_run(
     st.phase = _P.PENDING
     st.handled_rerun = rerun
     st.handled_retry = retry_token
+    st.finally_for = None
     d.steps = {}
     st.tasks = []
     if not adopted:
@@ -150,19 +141,22 @@ def block_dependents(
 def time_out(d: Decision, spec: PipelineSpec, run_jobs: Sequence[JobView]) -> bool:
     """Fail the run when it is past ``timeoutSeconds``; else ask to be woken at the deadline.
 
-    Reads ``status.startedAt`` and the clock. Writes, on a timeout, every unfinished
-    step, the run's phase, message and Succeeded condition, ``plan.delete`` (the run's
-    active Jobs) and an Event. Returns whether the run timed out now.
+    Reads ``status.startedAt``, ``status.finallyFor`` and the clock. Writes, on a timeout,
+    every unfinished main step, the run's phase, message and Succeeded condition,
+    ``plan.delete`` (the main steps' active Jobs) and an Event. Returns whether the run
+    timed out now. Finally steps are exempt (``sluice.core.gates``): they run after a
+    timeout, and once they started the run's deadline no longer applies.
     """
     st = d.status
-    if not (spec.timeout_seconds and st.started_at):
+    if not (spec.timeout_seconds and st.started_at) or st.finally_for is not None:
         return False
     deadline = st.started_at + timedelta(seconds=spec.timeout_seconds)
     if d.now < deadline:
         d.due_in(deadline)
         return False
+    main = {t.name for t in spec.tasks}
     for v in run_jobs:
-        if v.state == "Active" and not v.deleting:
+        if v.state == "Active" and not v.deleting and v.step in main:
             d.plan.delete.append(v.name)
     for t in spec.tasks:
         ts = d.step(t.name)
@@ -186,94 +180,33 @@ def time_out(d: Decision, spec: PipelineSpec, run_jobs: Sequence[JobView]) -> bo
     return True
 
 
-# ---------------------------------------------------------------------- schedule
-
-
-def schedule(
-    d: Decision,
-    spec: PipelineSpec,
-    deps: Mapping[str, Sequence[str]],
-    resolved: Mapping[str, ResolvedStep],
-    owner: PipelineRef,
-) -> None:
-    """Start due retries, then ready steps, within ``maxParallel``.
-
-    Reads the steps' phases and retry times, the dependencies and the resolved steps.
-    Writes ``plan.create`` (one Job per attempt started), the started steps (Running)
-    and the wake-up time of the next retry.
-    """
-    running = sum(1 for t in spec.tasks if d.phase(t.name) == _T.RUNNING)
-    slots = math.inf if spec.max_parallel is None else spec.max_parallel - running
-    for step_name in _startable(d, spec, deps):
-        if slots <= 0:
-            break
-        res = resolved.get(step_name)
-        if res is None:
-            continue
-        _start_attempt(d, d.step(step_name), res, owner)
-        slots -= 1
-
-
-def _startable(d: Decision, spec: PipelineSpec, deps: Mapping[str, Sequence[str]]) -> list[str]:
-    """Retries that are due, then Pending steps whose dependencies all succeeded."""
-    succeeded = {t.name for t in spec.tasks if d.phase(t.name) == _T.SUCCEEDED}
-    due_retries, ready = [], []
-    for step in spec.tasks:
-        ts = d.step(step.name)
-        if ts.phase == _T.RETRYING and ts.next_retry_at is not None:
-            if ts.next_retry_at <= d.now:
-                due_retries.append(step.name)
-            else:
-                d.due_in(ts.next_retry_at)
-        elif ts.phase == _T.PENDING and all(dep in succeeded for dep in deps[step.name]):
-            ready.append(step.name)
-    return due_retries + ready
-
-
-def _start_attempt(d: Decision, ts: TaskStatus, res: ResolvedStep, owner: PipelineRef) -> None:
-    ts.attempts += 1
-    manifest = build_job(
-        pipeline=owner.name,
-        namespace=owner.namespace,
-        pipeline_uid=owner.uid,
-        step=res,
-        run=d.status.run,
-        attempt=ts.attempts,
-        retry_base=ts.retry_base,
-    )
-    d.plan.create.append(manifest)
-    ts.job = manifest["metadata"]["name"]
-    ts.spec_hash = res.spec_hash
-    if ts.started_at is None or (ts.phase == _T.PENDING and ts.attempts == ts.retry_base + 1):
-        ts.started_at = d.now
-    ts.finished_at = None
-    ts.next_retry_at = None
-    if ts.phase == _T.PENDING:
-        ts.reason = ts.message = None
-    d.move(ts, _T.RUNNING)
-
-
 # ---------------------------------------------------------------------- summarise
 
 
-def summarise(d: Decision, spec: PipelineSpec, generation: int | None) -> None:
+def summarise(
+    d: Decision, spec: PipelineSpec, generation: int | None, outcome: settle.MainOutcome | None
+) -> None:
     """The run's phase, progress, message, finish time, conditions and phase Events.
 
-    Reads the steps' phases and ``spec.suspend``. Writes ``status`` (phase, progress,
-    message, finishedAt, conditions), ``plan.run_finished`` and Events.
+    Reads the steps' phases (main and finally), how the main steps settled (``outcome``)
+    and ``spec.suspend``. Writes ``status`` (phase, progress, message, finishedAt,
+    conditions), ``plan.run_finished`` and Events.
     """
     st = d.status
     steps = [(t.name, d.phase(t.name)) for t in spec.tasks]
+    finals = [(t.name, d.phase(t.name)) for t in spec.finally_]
     phases = [p for _, p in steps]
-    total = len(phases)
-    st.progress = f"{phases.count(_T.SUCCEEDED)}/{total}"
-    active = any(p in _ACTIVE for p in phases)
+    total = len(phases) + len(finals)
+    st.progress = settle.progress(phases, [p for _, p in finals])
+    active = any(p in _ACTIVE for _, p in [*steps, *finals])
     old_phase = st.phase
     st.phase, st.message = phase_and_message(st, steps)
+    finally_settled = _finally_phase(d, finals, phases, outcome)
     if spec.suspend and st.phase in (_P.PENDING, _P.RUNNING):
         st.message = "Suspended: no new tasks start. " + (st.message or "")
 
     finished = st.phase in (_P.SUCCEEDED, _P.FAILED) or (st.phase == _P.DEGRADED and not active)
+    finished = finished and finally_settled
     if finished and st.finished_at is None:
         st.finished_at = d.now
         if st.first_result is None:
@@ -292,11 +225,50 @@ def summarise(d: Decision, spec: PipelineSpec, generation: int | None) -> None:
     set_conditions(st, rows, st.message or "", d.now, generation)
 
 
+def _finally_phase(
+    d: Decision,
+    finals: Sequence[tuple[str, TaskPhase]],
+    main: Sequence[TaskPhase],
+    outcome: settle.MainOutcome | None,
+) -> bool:
+    """The finally steps' part in the run's phase and message (``settle.run_phase``);
+    returns whether they have settled."""
+    if not finals or outcome is None:
+        return not finals or outcome is not None
+    st = d.status
+    phases = [p for _, p in finals]
+    phase, settled = settle.run_phase([str(p) for p in main], [str(p) for p in phases], outcome)
+    running = sum(1 for p in phases if p in _ACTIVE)
+    if not settled and outcome != "Timeout":
+        st.message = (st.message or "").rstrip(".") + f"; finally: {running} running."
+    if outcome != "Succeeded":
+        return settled
+    st.phase = PipelinePhase(phase) if phase else st.phase
+    failed = [n for n, p in finals if p == _T.FAILED]
+    if phase == "Running":
+        st.message = f"The main tasks succeeded; finally: {running} running."
+    elif not failed:
+        total = len(main) + len(phases)
+        skipped = [*main, *phases].count(_T.SKIPPED)
+        st.message = (
+            f"{total - skipped} of {total} steps succeeded, {skipped} skipped."
+            if skipped
+            else f"All {total} steps succeeded."
+        )
+    else:
+        st.message = (
+            f"Finally task{'s' if len(failed) > 1 else ''} {', '.join(failed[:5])} failed past "
+            f"the retry budget. Fix the task, or annotate {RETRY_ANNOTATION}=<new value> to retry."
+        )
+    return settled
+
+
 def _phase_events(d: Decision, old_phase: PipelinePhase | None, total: int) -> None:
     st = d.status
     if st.phase == _P.SUCCEEDED:
         steps = "its step" if total == 1 else f"all {total} steps"
-        d.event("Normal", "Succeeded", f"Run {st.run}: {steps} succeeded.")
+        text = f"{steps} succeeded." if "skipped" not in (st.message or "") else st.message
+        d.event("Normal", "Succeeded", f"Run {st.run}: {text}")
     elif st.phase == _P.DEGRADED:
         d.event("Warning", "Degraded", st.message or "")
     elif st.phase == _P.RUNNING and old_phase == _P.DEGRADED:

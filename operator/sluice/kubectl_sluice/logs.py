@@ -135,7 +135,8 @@ def _log_error(e: Exception, pod: str, step: str) -> str:
 
 
 def _ordered(v: render.PipelineView) -> list[render.Step]:
-    return [row.step for row in render.layout(v.steps)]
+    rows = [*render.layout(v.main_steps), *render.layout(v.finally_steps)]  # finally last
+    return [row.step for row in rows]
 
 
 def run(conn: Conn, ns: str, args: argparse.Namespace) -> int:

@@ -28,6 +28,8 @@ class Step:
     next_retry_at: datetime | None = None
     reason: str | None = None
     message: str | None = None
+    final: bool = False
+    """A ``finally`` step (runs once the main steps settled)."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,14 @@ class PipelineView:
             )
         )
 
+    @property
+    def main_steps(self) -> tuple[Step, ...]:
+        return tuple(s for s in self.steps if not s.final)
+
+    @property
+    def finally_steps(self) -> tuple[Step, ...]:
+        return tuple(s for s in self.steps if s.final)
+
     def step(self, name: str) -> Step | None:
         return next((s for s in self.steps if s.name == name), None)
 
@@ -101,7 +111,7 @@ def _optional_int(value: Any) -> int | None:
     return value if isinstance(value, int) else None
 
 
-def _step(t: Mapping[str, Any], st: Mapping[str, Any]) -> Step:
+def _step(t: Mapping[str, Any], st: Mapping[str, Any], final: bool = False) -> Step:
     """A spec task ``t`` with its recorded status ``st``."""
     return Step(
         name=t["name"],
@@ -114,6 +124,7 @@ def _step(t: Mapping[str, Any], st: Mapping[str, Any]) -> Step:
         next_retry_at=_time(st.get("nextRetryAt")),
         reason=_str(st.get("reason")),
         message=_str(st.get("message")),
+        final=final,
     )
 
 
@@ -123,10 +134,15 @@ def _steps(spec: Mapping[str, Any], status: Mapping[str, Any]) -> list[Step]:
         if isinstance(t, Mapping) and isinstance(t.get("name"), str):
             recorded[t["name"]] = t
     return [
-        _step(t, recorded.get(t["name"], {}))
-        for t in spec.get("tasks") or []
+        _step(t, recorded.get(t["name"], {}), final=key == "finally")
+        for key in ("tasks", "finally")
+        for t in _list(spec.get(key))
         if isinstance(t, Mapping) and isinstance(t.get("name"), str)
     ]
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _pending(meta: Mapping[str, Any], status: Mapping[str, Any]) -> str | None:

@@ -179,6 +179,10 @@ def _table(rows: Sequence[Sequence[str]], visible: Sequence[Sequence[str]]) -> l
     return out
 
 
+_FINALLY: Final = "finally:"
+"""The row that heads the finally steps in ``get``."""
+
+
 def render_get(v: PipelineView, now: datetime, style: Style = PLAIN) -> list[str]:
     """``kubectl sluice get``: a header, then the steps as a tree, one line each."""
     phase = v.phase or "Unknown"
@@ -226,7 +230,15 @@ def render_get(v: PipelineView, now: datetime, style: Style = PLAIN) -> list[str
     header = ["STEP", "PHASE", "ATTEMPTS", "DURATION", "JOB", "MESSAGE"]
     painted.append([style.dim(h) for h in header])
     plain.append(header)
-    for row in layout(v.steps, unicode):
+    rows = layout(v.main_steps, unicode)
+    if v.finally_steps:
+        rows.append(Row(Step(name="", phase=""), _FINALLY))
+        rows.extend(layout(v.finally_steps, unicode))
+    for row in rows:
+        if row.prefix == _FINALLY:  # the line between the main steps and the finally ones
+            painted.append([style.dim(_FINALLY), "", "", "", "", ""])
+            plain.append([_FINALLY, "", "", "", "", ""])
+            continue
         s = row.step
         sym = style.symbol(s.phase)
         note = _joins_note(row.joins, unicode)
@@ -342,7 +354,8 @@ def to_dot(v: PipelineView) -> str:
     for s in v.steps:
         label = f"{s.name}\\n{s.phase}" if _with_phases(v) else s.name
         fill = _DOT_FILL.get(s.phase, "#eeeeee") if _with_phases(v) else "#ffffff"
-        lines.append(f'  {json.dumps(s.name)} [label="{label}", fillcolor="{fill}"];')
+        dashed = ', style="rounded,filled,dashed"' if s.final else ""
+        lines.append(f'  {json.dumps(s.name)} [label="{label}", fillcolor="{fill}"{dashed}];')
     known = {s.name for s in v.steps}
     for s in v.steps:
         for d in s.depends_on:

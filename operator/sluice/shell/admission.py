@@ -155,8 +155,12 @@ def _no_tasks(namespace: str) -> None:
 
 
 def _uses_task_refs(spec: Any) -> bool:
-    steps = spec.get("tasks") if isinstance(spec, Mapping) else None
-    return isinstance(steps, list) and any(isinstance(t, Mapping) and "taskRef" in t for t in steps)
+    if not isinstance(spec, Mapping):
+        return False
+    steps = [
+        t for key in ("tasks", "finally") if isinstance(spec.get(key), list) for t in spec[key]
+    ]
+    return any(isinstance(t, Mapping) and "taskRef" in t for t in steps)
 
 
 @dataclass

@@ -42,7 +42,8 @@ def refused_status(
     attempts are not recorded: their Jobs don't exist. The next reconcile that
     creates them writes the reconciler's own conditions over this one."""
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    steps = len((body.get("spec") or {}).get("tasks") or [])
+    spec = body.get("spec") or {}
+    steps = len(spec.get("tasks") or []) + len(spec.get("finally") or [])
     status = {**current, "message": message}
     status.setdefault("phase", "Pending")
     status.setdefault("progress", f"0/{steps}")

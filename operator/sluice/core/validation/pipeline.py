@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -9,6 +10,7 @@ from pydantic import ValidationError
 
 from sluice.api import PipelineSpec, PipelineTask, TaskSpec, parse_pipeline_spec
 from sluice.core import dag, naming, params
+from sluice.core.validation.flow import check_flow
 from sluice.core.validation.matrix import check_matrices, matrix_param_names
 from sluice.core.validation.report import (
     MAX_OBJECT_BYTES,
@@ -56,6 +58,7 @@ def check_pipeline(
     if name is not None:
         _check_jobnames_list(report, pipeline, name)
     _check_steps(report, pipeline, tasks)
+    check_flow(report, pipeline)
     report.findings += check_matrices(pipeline, report.tasks)
     if size is not None:
         _check_size(report, pipeline, size)
@@ -63,40 +66,54 @@ def check_pipeline(
 
 
 def _check_graph(report: Report, spec: PipelineSpec) -> None:
-    names = [t.name for t in spec.tasks]
+    names = [t.name for t in [*spec.tasks, *spec.finally_]]
+    finally_names = {t.name for t in spec.finally_}
+    main_names = {t.name for t in spec.tasks}
     seen: set[str] = set()
     for n in names:
         if n in seen:
-            report.add("error", f"task name {quote(n)} is used twice")
+            both = n in main_names and n in finally_names
+            report.add(
+                "error",
+                f"task name {quote(n)} is used twice"
+                + (" (in tasks and in finally: names are unique across both)" if both else ""),
+            )
         seen.add(n)
-    known = set(names)
-    deps: dict[str, list[str]] = {}
-    for step in spec.tasks:
-        listed: set[str] = set()
-        for dep in step.depends_on:
-            if dep == step.name:
-                report.add("error", f"step {quote(step.name)} cannot depend on itself")
-            elif dep in listed:
-                report.add(
-                    "error", f"task {quote(step.name)} lists {quote(dep)} twice in dependsOn"
-                )
-            elif dep not in known:
-                report.add(
-                    "error",
-                    f"task {quote(step.name)} depends on unknown task {quote(dep)}"
-                    + did_you_mean(dep, known - {step.name}),
-                )
-            listed.add(dep)
-        deps.setdefault(step.name, []).extend(d for d in step.depends_on if d != step.name)
-    cycle = dag.find_cycle(deps)
-    if cycle is not None:
-        report.add("error", f"cycle: {dag.format_cycle(cycle)}")
+    # dependsOn between main and finally steps: the data-flow checks' rules and words.
+    for steps, known in (
+        (spec.tasks, main_names),
+        (spec.finally_, finally_names),
+    ):
+        deps = {step.name: _check_depends_on(report, step, known, seen) for step in steps}
+        cycle = dag.find_cycle(deps)
+        if cycle is not None:
+            report.add("error", f"cycle: {dag.format_cycle(cycle)}")
+
+
+def _check_depends_on(
+    report: Report, step: PipelineTask, known: set[str], every: set[str]
+) -> list[str]:
+    """The step's dependsOn problems; returns its edges among steps of its kind."""
+    listed: set[str] = set()
+    for dep in step.depends_on:
+        if dep == step.name:
+            report.add("error", f"step {quote(step.name)} cannot depend on itself")
+        elif dep in listed:
+            report.add("error", f"task {quote(step.name)} lists {quote(dep)} twice in dependsOn")
+        elif dep not in every:
+            report.add(
+                "error",
+                f"task {quote(step.name)} depends on unknown task {quote(dep)}"
+                + did_you_mean(dep, every - {step.name}),
+            )
+        listed.add(dep)
+    return [d for d in step.depends_on if d != step.name and d in known]
 
 
 def _check_jobnames_list(report: Report, spec: PipelineSpec, pipeline: str) -> None:
     # naming.job_name shortens long names with a hash, so only names Kubernetes would not
     # accept can fail; the longest step is the one to try.
-    longest = max((t.name for t in spec.tasks), key=len)
+    longest = max((t.name for t in [*spec.tasks, *spec.finally_]), key=len)
     try:
         naming.job_name(pipeline, longest, 1, 1)
     except ValueError as err:
@@ -116,8 +133,9 @@ def _check_steps(
     checked: dict[str, Report] = {}
     used_params: set[str] = set()
     all_known = True
-    for step in spec.tasks:
+    for step in [*spec.tasks, *spec.finally_]:
         used_params |= _check_step_values(report, spec, step, pipeline_params)
+        used_params |= _when_params(step.when)
         task = _step_task(report, step, tasks, checked)
         if task is None:
             all_known = False
@@ -130,6 +148,14 @@ def _check_steps(
                 "warning",
                 f"pipeline parameter {quote(name)} is not used: no task declares it",
             )
+
+
+_WHEN_PARAM: Final = re.compile(r"\bparams\.([A-Za-z_][A-Za-z0-9_]*)|\$\(params\.([^)]+)\)")
+
+
+def _when_params(expression: str | None) -> set[str]:
+    """The params a ``when`` seems to use (for the "not used" warning only)."""
+    return {a or b for a, b in _WHEN_PARAM.findall(expression or "")}
 
 
 def _check_step_values(
@@ -238,12 +264,13 @@ def _check_values(
 
 
 def _check_size(report: Report, spec: PipelineSpec, size: int) -> None:
-    status = _STATUS_BASE_BYTES + STATUS_BYTES_PER_TASK * len(spec.tasks)
+    steps = len(spec.tasks) + len(spec.finally_)
+    status = _STATUS_BASE_BYTES + STATUS_BYTES_PER_TASK * steps
     if size + status > MAX_OBJECT_BYTES:
         report.add(
             "error",
             f"the pipeline is too big: {size // 1024} KiB, plus about {status // 1024} KiB of "
-            f"status for its {len(spec.tasks)} tasks, is over the {MAX_OBJECT_BYTES // 1024} "
+            f"status for its {steps} tasks, is over the {MAX_OBJECT_BYTES // 1024} "
             "KiB the API server stores; move large values into ConfigMaps or Tasks, or split "
             "the pipeline",
         )
