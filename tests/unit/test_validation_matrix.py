@@ -159,8 +159,10 @@ def test_a_matrix_in_a_finally_step_is_checked_too() -> None:
             }
         ],
     }
+    # Finally steps' values are checked like main steps': "lr" is given by neither.
     assert _errors(spec) == [
-        'task "report": matrix param "no" is not a parameter its task declares'
+        'task "report": no value for parameter "lr"',
+        'task "report": matrix param "no" is not a parameter its task declares',
     ]
 
 
