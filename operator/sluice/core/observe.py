@@ -32,6 +32,9 @@ class JobView:
     created_at: datetime | None
     finished_at: datetime | None
     deleting: bool
+    single_pod: bool = True
+    """One pod, once (``completions`` and ``parallelism`` 1 or unset): its pod's
+    success is the Job's (``sluice.core.podsuccess``)."""
 
     @property
     def step(self) -> str:
@@ -96,4 +99,9 @@ def observe_job(job: Mapping[str, Any]) -> JobView | None:
         created_at=_parse_time(meta.get("creationTimestamp")),
         finished_at=finished,
         deleting=bool(meta.get("deletionTimestamp")),
+        single_pod=_single_pod(job.get("spec") or {}),
     )
+
+
+def _single_pod(spec: Mapping[str, Any]) -> bool:
+    return all(spec.get(k) in (None, 1) for k in ("completions", "parallelism"))
