@@ -47,6 +47,9 @@ class FakeKube:
         await asyncio.sleep(3600)
         yield {}
 
+    list_pods = list_jobs
+    watch_pods = watch_jobs
+
     async def create_job(self, namespace: str, manifest: dict[str, Any]) -> None:
         if self.refuse is not None:
             raise self.refuse

@@ -56,6 +56,14 @@ _EVENT_CACHE = 4096
 """Events remembered for aggregation (client-go's correlator keeps 4096 too)."""
 
 
+def _jobs_path(namespace: str) -> str:
+    return f"/apis/batch/v1/namespaces/{quote(namespace)}/jobs"
+
+
+def _pods_path(namespace: str) -> str:
+    return f"/api/v1/namespaces/{quote(namespace)}/pods"
+
+
 class ApiError(Exception):
     """A refused API call: the HTTP status, its reason and the Status body."""
 
@@ -193,15 +201,34 @@ class Kube:
         self, namespace: str, selector: str, limit: int = 500, continue_: str | None = None
     ) -> dict[str, Any]:
         """One page of the namespace's Jobs matching ``selector``."""
+        return await self._list(_jobs_path(namespace), selector, limit, continue_)
+
+    async def list_pods(
+        self, namespace: str, selector: str, limit: int = 500, continue_: str | None = None
+    ) -> dict[str, Any]:
+        """One page of the namespace's pods matching ``selector``."""
+        return await self._list(_pods_path(namespace), selector, limit, continue_)
+
+    def watch_jobs(
+        self, namespace: str, selector: str, resource_version: str, idle_timeout: float
+    ) -> AsyncIterator[dict[str, Any]]:
+        return self._watch(_jobs_path(namespace), selector, resource_version, idle_timeout)
+
+    def watch_pods(
+        self, namespace: str, selector: str, resource_version: str, idle_timeout: float
+    ) -> AsyncIterator[dict[str, Any]]:
+        return self._watch(_pods_path(namespace), selector, resource_version, idle_timeout)
+
+    async def _list(
+        self, path: str, selector: str, limit: int, continue_: str | None
+    ) -> dict[str, Any]:
         params = {"labelSelector": selector, "limit": str(limit)}
         if continue_:
             params["continue"] = continue_
-        return await self._request(
-            "GET", f"/apis/batch/v1/namespaces/{quote(namespace)}/jobs", params=params
-        )
+        return await self._request("GET", path, params=params)
 
-    async def watch_jobs(
-        self, namespace: str, selector: str, resource_version: str, idle_timeout: float
+    async def _watch(
+        self, path: str, selector: str, resource_version: str, idle_timeout: float
     ) -> AsyncIterator[dict[str, Any]]:
         """Watch events (bookmarks included) after ``resource_version``, until the
         server ends the stream (after 5 minutes) or nothing arrives for
@@ -216,7 +243,7 @@ class Kube:
         }
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=idle_timeout)
         async with self._get_watch_session().get(
-            f"{self.base}/apis/batch/v1/namespaces/{quote(namespace)}/jobs",
+            f"{self.base}{path}",
             params=params,
             headers=await self._auth_headers(),
             timeout=timeout,
