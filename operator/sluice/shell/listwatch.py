@@ -10,7 +10,10 @@ are most of the events and most of the objects Sluice sees. The benchmarks
 and in memory. Here an event costs a JSON decode, a dict update and a wake-up.
 
 :meth:`ListWatch.synced` is set once the first complete list of a namespace is
-in. A watch that breaks resumes from its last resourceVersion; one that is too
+in; a page of that first list the API server does not answer within
+:data:`ANSWER_TIMEOUT` is asked again at once, with a warning (a server that
+accepts a connection and answers late must not hold the workers for the
+client's 30 s, silently). A watch that breaks resumes from its last resourceVersion; one that is too
 old (410 Gone) lists again and the subclass swaps the namespace's records at
 once (:meth:`ListWatch.replace`), never leaving them empty in between.
 """
@@ -40,6 +43,17 @@ class _Gone(Exception):
     """The watch's resourceVersion is too old: list again."""
 
 
+class _Stalled(Exception):
+    """No answer to a list before the namespace is synced: ask again, on a new connection."""
+
+
+ANSWER_TIMEOUT = 3.0
+"""Seconds a page of a namespace's first list may go unanswered. The API server
+may accept a connection and answer late (overloaded, starting, a proxy in
+between); the workers of that namespace wait for this list, so it is asked
+again at once, saying so, rather than after the client's 30 s timeout."""
+
+
 class ListWatch:
     """Per namespace in use, one list+watch; the subclass keeps what it reads."""
 
@@ -53,6 +67,7 @@ class ListWatch:
         self._watch_stream = watch
         self.selector = selector
         self.idle_timeout = idle_timeout
+        self.answer_timeout = ANSWER_TIMEOUT
         self._synced: dict[str, asyncio.Event] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.on_relist: Callable[[], None] = lambda: None
@@ -117,6 +132,16 @@ class ListWatch:
                 raise
             except _Gone:
                 rv = None  # too old: list again, at once
+            except _Stalled:
+                errors += 1
+                log.warning(
+                    "listing %s in %s: no answer from the API server in %ss (%d times); "
+                    "asking again",
+                    self.what,
+                    namespace,
+                    self.answer_timeout,
+                    errors,
+                )
             except Exception as e:  # network, server, or anything: resume after a pause
                 delay = BACKOFF.delay(errors)
                 errors += 1
@@ -130,7 +155,7 @@ class ListWatch:
         records: list[Any] = []
         continue_: str | None = None
         while True:
-            page = await self._list_page(namespace, self.selector, continue_)
+            page = await self._page(namespace, continue_)
             kept = (self.ingest(item) for item in page.get("items") or [])
             records.extend(r for r in kept if r is not None)
             meta = page.get("metadata") or {}
@@ -141,6 +166,15 @@ class ListWatch:
         self.replace(namespace, records)
         self.on_relist()
         return rv
+
+    async def _page(self, namespace: str, continue_: str | None) -> dict[str, Any]:
+        request = self._list_page(namespace, self.selector, continue_)
+        if self._synced[namespace].is_set():
+            return await request  # the workers are not waiting: the client's own timeouts
+        try:
+            return await asyncio.wait_for(request, self.answer_timeout)
+        except TimeoutError as e:
+            raise _Stalled from e
 
     async def _watch(self, namespace: str, rv: str) -> str:
         try:
