@@ -64,14 +64,20 @@ class Stream:
         self.selectors: set[str] = set()
 
     async def list(
-        self, namespace: str, selector: str, limit: int = 500, continue_: str | None = None
+        self,
+        namespace: str,
+        selector: str,
+        limit: int = 500,
+        continue_: str | None = None,
+        fields: str = "",
     ) -> dict[str, Any]:
         self.lists += 1
         self.selectors.add(selector)
+        self.fields = fields
         return {"metadata": {"resourceVersion": "10"}, "items": list(self.items)}
 
     async def watch(
-        self, namespace: str, selector: str, rv: str, idle_timeout: float
+        self, namespace: str, selector: str, rv: str, idle_timeout: float, fields: str = ""
     ) -> AsyncIterator[dict[str, Any]]:
         while True:
             event = await self.events.get()
@@ -106,6 +112,7 @@ def test_pods_are_kept_by_job_and_only_a_new_success_wakes_as_a_completion() -> 
         )
         await asyncio.wait_for(index.synced("ns").wait(), 1)
         assert kube.pod_stream.selectors == {SELECTOR}
+        assert kube.pod_stream.fields == "status.phase=Succeeded"  # by default
         assert {(("ns", "p"), False), (("ns", "q"), False)} <= set(changes)
         (a,) = index.pods("ns", [jobview("job-a"), jobview("job-b")])["job-a"]
         assert (a.name, a.job, a.pipeline, a.phase) == ("a-1", "job-a", "p", "Running")

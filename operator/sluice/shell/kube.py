@@ -204,10 +204,15 @@ class Kube:
         return await self._list(_jobs_path(namespace), selector, limit, continue_)
 
     async def list_pods(
-        self, namespace: str, selector: str, limit: int = 500, continue_: str | None = None
+        self,
+        namespace: str,
+        selector: str,
+        limit: int = 500,
+        continue_: str | None = None,
+        fields: str = "",
     ) -> dict[str, Any]:
-        """One page of the namespace's pods matching ``selector``."""
-        return await self._list(_pods_path(namespace), selector, limit, continue_)
+        """One page of the namespace's pods matching ``selector`` (and ``fields``)."""
+        return await self._list(_pods_path(namespace), selector, limit, continue_, fields)
 
     def watch_jobs(
         self, namespace: str, selector: str, resource_version: str, idle_timeout: float
@@ -215,20 +220,28 @@ class Kube:
         return self._watch(_jobs_path(namespace), selector, resource_version, idle_timeout)
 
     def watch_pods(
-        self, namespace: str, selector: str, resource_version: str, idle_timeout: float
+        self,
+        namespace: str,
+        selector: str,
+        resource_version: str,
+        idle_timeout: float,
+        fields: str = "",
     ) -> AsyncIterator[dict[str, Any]]:
-        return self._watch(_pods_path(namespace), selector, resource_version, idle_timeout)
+        path = _pods_path(namespace)
+        return self._watch(path, selector, resource_version, idle_timeout, fields)
 
     async def _list(
-        self, path: str, selector: str, limit: int, continue_: str | None
+        self, path: str, selector: str, limit: int, continue_: str | None, fields: str = ""
     ) -> dict[str, Any]:
         params = {"labelSelector": selector, "limit": str(limit)}
+        if fields:
+            params["fieldSelector"] = fields
         if continue_:
             params["continue"] = continue_
         return await self._request("GET", path, params=params)
 
     async def _watch(
-        self, path: str, selector: str, resource_version: str, idle_timeout: float
+        self, path: str, selector: str, resource_version: str, idle_timeout: float, fields: str = ""
     ) -> AsyncIterator[dict[str, Any]]:
         """Watch events (bookmarks included) after ``resource_version``, until the
         server ends the stream (after 5 minutes) or nothing arrives for
@@ -241,6 +254,8 @@ class Kube:
             "allowWatchBookmarks": "true",
             "timeoutSeconds": "300",
         }
+        if fields:
+            params["fieldSelector"] = fields
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=idle_timeout)
         async with self._get_watch_session().get(
             f"{self.base}{path}",
