@@ -5,6 +5,7 @@ invents nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from typing import Any
@@ -42,6 +43,11 @@ class JobTimes(threading.Thread):
         self.w = watch.Watch()
 
     def run(self) -> None:
+        # The stream is cut when the test stops it or its namespace goes.
+        with contextlib.suppress(Exception):
+            self._follow()
+
+    def _follow(self) -> None:
         for event in self.w.stream(
             self.api.list_namespaced_job,
             self.ns,
@@ -58,8 +64,9 @@ class JobTimes(threading.Thread):
 
 
 def test_a_chain_hands_off_on_pod_success_before_the_jobs_complete(
-    s: Sluice, api_client: client.ApiClient, operator: OperatorProcess
+    e2e_namespace: str, api_client: client.ApiClient, operator: OperatorProcess
 ) -> None:
+    s = Sluice(api_client, e2e_namespace)
     times = JobTimes(api_client, s.ns)
     times.start()
     n = 5
