@@ -56,12 +56,7 @@ _EVENT_CACHE = 4096
 """Events remembered for aggregation (client-go's correlator keeps 4096 too)."""
 
 
-def _jobs_path(namespace: str) -> str:
-    return f"/apis/batch/v1/namespaces/{quote(namespace)}/jobs"
-
-
-def _pods_path(namespace: str) -> str:
-    return f"/api/v1/namespaces/{quote(namespace)}/pods"
+_JOBS, _PODS = "/apis/batch/v1/namespaces/{}/jobs", "/api/v1/namespaces/{}/pods"
 
 
 class ApiError(Exception):
@@ -201,7 +196,7 @@ class Kube:
         self, namespace: str, selector: str, limit: int = 500, continue_: str | None = None
     ) -> dict[str, Any]:
         """One page of the namespace's Jobs matching ``selector``."""
-        return await self._list(_jobs_path(namespace), selector, limit, continue_)
+        return await self._list(_JOBS.format(quote(namespace)), selector, limit, continue_)
 
     async def list_pods(
         self,
@@ -212,12 +207,12 @@ class Kube:
         fields: str = "",
     ) -> dict[str, Any]:
         """One page of the namespace's pods matching ``selector`` (and ``fields``)."""
-        return await self._list(_pods_path(namespace), selector, limit, continue_, fields)
+        return await self._list(_PODS.format(quote(namespace)), selector, limit, continue_, fields)
 
     def watch_jobs(
         self, namespace: str, selector: str, resource_version: str, idle_timeout: float
     ) -> AsyncIterator[dict[str, Any]]:
-        return self._watch(_jobs_path(namespace), selector, resource_version, idle_timeout)
+        return self._watch(_JOBS.format(quote(namespace)), selector, resource_version, idle_timeout)
 
     def watch_pods(
         self,
@@ -227,7 +222,7 @@ class Kube:
         idle_timeout: float,
         fields: str = "",
     ) -> AsyncIterator[dict[str, Any]]:
-        path = _pods_path(namespace)
+        path = _PODS.format(quote(namespace))
         return self._watch(path, selector, resource_version, idle_timeout, fields)
 
     async def _list(

@@ -38,8 +38,8 @@ SUCCEEDED = "status.phase=Succeeded"
 """The pods kept by default: those the reconciler acts on (a success hands off; its
 termination message holds the step's results). Selected by the API server, so a
 pod's other updates (scheduled, pulled, started: four or five a pod) cost the
-operator nothing: watching every phase cost about 40 % more CPU per task
-(bench/README.md). ``fields=""`` keeps every phase (a stuck step's waiting
+operator nothing: watching every phase cost 41 % more CPU per task in the
+benchmark (bench/README.md, 2026-12-02). ``fields=""`` keeps every phase (a stuck step's waiting
 reason), at that cost; a pod not in the view is read on demand instead."""
 
 JobKey = tuple[str, str]
