@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sluice.core.pods import observe_pod
 from sluice.core.reconcile import Plan, reconcile
 
 T0 = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
@@ -26,6 +27,8 @@ class World:
     now: datetime = T0
     plans: list[Plan] = field(default_factory=list)
     created: list[str] = field(default_factory=list)  # every Job name ever created, in order
+    pods: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """The pod view: pods by Job name (what the shell's pod watch would show)."""
 
     @classmethod
     def of(
@@ -51,7 +54,8 @@ class World:
 
     # ------------------------------------------------------------------ driving
     def reconcile(self) -> Plan:
-        plan = reconcile(self.pipeline, self.tasks, list(self.jobs.values()), self.now)
+        pods = {job: [observe_pod(p) for p in ps] for job, ps in self.pods.items()}
+        plan = reconcile(self.pipeline, self.tasks, list(self.jobs.values()), self.now, pods=pods)
         self.plans.append(plan)
         for manifest in plan.create:
             job_name = manifest["metadata"]["name"]
@@ -116,6 +120,31 @@ class World:
                 {"type": "Complete", "status": "True", "lastTransitionTime": ts(self.now)}
             ],
         }
+
+    def pod_succeeds(self, task: str) -> None:
+        """The step's pod has succeeded; its Job's status is not updated yet."""
+        job = self.job_of(task)
+        name = job["metadata"]["name"]
+        self.pods[name] = [
+            {
+                "metadata": {
+                    "name": f"{name}-x1",
+                    "namespace": "ns",
+                    "uid": f"pod-{name}",
+                    "labels": {"batch.kubernetes.io/job-name": name},
+                    "annotations": job["spec"]["template"]["metadata"].get("annotations") or {},
+                },
+                "status": {
+                    "phase": "Succeeded",
+                    "containerStatuses": [
+                        {
+                            "name": "main",
+                            "state": {"terminated": {"exitCode": 0, "finishedAt": ts(self.now)}},
+                        }
+                    ],
+                },
+            }
+        ]
 
     def fail(
         self,

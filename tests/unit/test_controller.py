@@ -47,6 +47,13 @@ class FakeKube:
         await asyncio.sleep(3600)
         yield {}
 
+    async def list_pods(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return {"metadata": {"resourceVersion": "1"}, "items": []}
+
+    async def watch_pods(self, *args: Any, **kwargs: Any) -> AsyncIterator[dict[str, Any]]:
+        await asyncio.sleep(3600)
+        yield {}
+
     async def create_job(self, namespace: str, manifest: dict[str, Any]) -> None:
         if self.refuse is not None:
             raise self.refuse

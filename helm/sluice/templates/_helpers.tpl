@@ -89,7 +89,9 @@ What the operator does in each namespace it watches, and nothing more:
     blockOwnerDeletion, which clusters running the OwnerReferencesPermissionEnforcement
     admission plugin allow only with update on the owner's finalizers.
   - Events: it posts one per significant transition of a pipeline.
-No Secrets, no Pods, no RBAC objects.
+  - Pods: it lists and watches the pods of its Jobs (label-selected), read-only:
+    a step's pod that succeeded hands off before the Job's batched status.
+No Secrets, no pod writes, no RBAC objects.
 */}}
 {{- define "sluice.workloadRules" -}}
 - apiGroups: ["batch"]
@@ -108,6 +110,9 @@ No Secrets, no Pods, no RBAC objects.
   resources: ["events"]
   # patch: a repeated Event increments the existing one's count (as client-go's recorder does)
   verbs: ["create", "patch"]
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list", "watch"]
 {{- end }}
 
 {{/*

@@ -132,6 +132,11 @@ def build_job(
     template = copy.deepcopy(step.pod_template)
     _substitute_references(template, values or {})
     template["metadata"]["labels"] = {**(template["metadata"].get("labels") or {}), **labels}
+    # The pipeline's exact name on the pod too: the pod view maps a pod to its pipeline.
+    template["metadata"]["annotations"] = {
+        **(template["metadata"].get("annotations") or {}),
+        naming.ANNOTATION_PIPELINE: pipeline,
+    }
     spec: dict[str, Any] = {
         "backoffLimit": 0,
         "podFailurePolicy": copy.deepcopy(_POD_FAILURE_POLICY),

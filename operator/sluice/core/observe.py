@@ -35,6 +35,9 @@ class JobView:
     combination: int | None = None
     """The index of the combination of a matrixed step (``sluice.dev/combination``);
     None for a plain step's Job."""
+    single_pod: bool = True
+    """One pod, once (``completions`` and ``parallelism`` 1 or unset): its pod's
+    success is the Job's (``sluice.core.podsuccess``)."""
 
     @property
     def step(self) -> str:
@@ -107,4 +110,9 @@ def observe_job(job: Mapping[str, Any]) -> JobView | None:
         finished_at=finished,
         deleting=bool(meta.get("deletionTimestamp")),
         combination=_combination(labels.get(naming.LABEL_COMBINATION)),
+        single_pod=_single_pod(job.get("spec") or {}),
     )
+
+
+def _single_pod(spec: Mapping[str, Any]) -> bool:
+    return all(spec.get(k) in (None, 1) for k in ("completions", "parallelism"))

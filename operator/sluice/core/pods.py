@@ -28,7 +28,7 @@ JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
 """The labels the Job controller puts on a Job's pods, newest first."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PodView:
     """What Sluice needs to know of one pod of one of its Jobs."""
 

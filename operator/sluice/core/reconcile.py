@@ -19,6 +19,11 @@ Documented rules
     * A Job of a running attempt that disappears (deleted by someone else)
       counts as a failed attempt of kind ``PodFailure`` (reason ``JobDeleted``)
       and goes through the retry policy like any other failure.
+    * A step's pod that has ``Succeeded`` (in ``pods``) is its attempt's success
+      at once, before the Job controller's batched ``Complete``; failures come
+      only from the Job's conditions. Should the Job end otherwise afterwards
+      (its deadline passing at the same moment), the recorded success stands; a
+      pod gone from ``pods`` says nothing (``sluice.core.podsuccess``).
     * A Task (or inline task) changed under a running pipeline: the attempt
       already running keeps its definition; every later attempt uses the new
       one. A *failed* task whose definition changed is retried at once with a
@@ -47,7 +52,7 @@ from sluice.api import (
     dump,
     parse_pipeline_status,
 )
-from sluice.core import gates, stages
+from sluice.core import gates, podsuccess, stages
 from sluice.core.conditions import timed_out
 from sluice.core.dataflow import Flow
 from sluice.core.decision import Decision
@@ -127,7 +132,7 @@ def decide(
     retry_token = annotations.get(RETRY_ANNOTATION)
 
     stages.choose_run(d, views, annotations.get(RERUN_ANNOTATION), retry_token, not problems)
-    run_jobs = [v for v in views if v.run == d.status.run]
+    run_jobs = podsuccess.promote([v for v in views if v.run == d.status.run], d.pods)
     stages.stop_older_runs(d, views)
     if spec is None:
         stages.fail_invalid(d, problems, generation)

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from sluice.core.pods import PodView
 from sluice.core.reconcile import JobView, Plan, Prepared, prepare, reconcile
 from sluice.metrics import Metrics
 from sluice.shell.backoff import BACKOFF
@@ -38,6 +39,7 @@ from sluice.shell.bodies import REJECTED, not_older, refused_status, slim
 from sluice.shell.expectations import Expectations, Refusals
 from sluice.shell.jobs import JobIndex, PipelineKey
 from sluice.shell.kube import ApiError, Kube
+from sluice.shell.pods import PodIndex
 from sluice.shell.recorder import Recorder
 from sluice.shell.status import STATUS_WRITERS, StatusWriter
 
@@ -46,6 +48,7 @@ __all__ = ["Controller", "not_older"]
 log = logging.getLogger(__name__)
 
 TasksSource = Callable[[str], Mapping[str, Mapping[str, Any]]]
+Pods = Mapping[str, tuple[PodView, ...]]
 
 _PREPARED_CACHE = 256
 """Pipelines whose prepared spec is kept (about 36 KiB each): the most recently
@@ -93,6 +96,7 @@ class Controller:
         per task (bench/README.md). 0 writes every change at once."""
         self.job_index = JobIndex(kube, self.wake, idle_timeout=watch_timeout)
         self.job_index.on_relist = metrics.job_relists.inc
+        self.pod_index = PodIndex(kube, self.wake, self.job_index.pipeline_of, watch_timeout)
         self.expectations = Expectations()
         self.refusals = Refusals()
         """Jobs the API server refused for their spec: failed attempts to the reconciler."""
@@ -126,6 +130,7 @@ class Controller:
             self.workers[key] = worker
             self.status.track(key, lambda: worker.body, lambda b: self._written(worker, b))
             self.job_index.synced(key[0])  # starts watching the namespace's Jobs
+            self.pod_index.synced(key[0])  # and their pods (nothing waits for those)
             # A context of its own: created in a kopf handler, the task would otherwise
             # keep kopf's context variables (the cause, the first event's whole body)
             # alive for as long as the pipeline exists.
@@ -175,6 +180,7 @@ class Controller:
         self.refusals.forget(key)
         if worker and not any(k[0] == key[0] for k in self.workers):
             self.job_index.release(key[0])
+            self.pod_index.release(key[0])
         self.recorder.forget(key)
 
     async def stop(self) -> None:
@@ -185,6 +191,7 @@ class Controller:
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.status.close()
         await self.job_index.stop()
+        await self.pod_index.stop()
 
     # ------------------------------------------------------------------ the loop
     async def _run(self, worker: _Worker) -> None:
@@ -231,12 +238,12 @@ class Controller:
         return self.refusals.merge(worker.key, seen)
 
     def _fingerprint(
-        self, worker: _Worker, body: Mapping[str, Any], jobs: list[JobView]
+        self, worker: _Worker, body: Mapping[str, Any], jobs: list[JobView], pods: Pods
     ) -> tuple[Any, ...]:
         """What `reconcile` reads, cheaply compared: equal fingerprints, equal decisions.
 
         Of the Pipeline: uid, generation (the spec), annotations and status; the
-        namespace's count of Task events; the Jobs as the reconciler sees them.
+        namespace's count of Task events; the Jobs and their pods as the reconciler sees them.
         Time is not in it: what is due at a time sets `_Worker.due`, and a
         wake-up at that time always reconciles.
         """
@@ -248,6 +255,7 @@ class Controller:
             body.get("status") or {},
             self.task_epochs.get(worker.key[0], 0),
             frozenset(jobs),
+            frozenset(pods.items()),
         )
 
     def _prepare(
@@ -280,9 +288,10 @@ class Controller:
         ns, _ = worker.key
         body = self._effective_body(worker)
         jobs = self._jobs(worker)
+        pods = self.pod_index.pods(ns, jobs)
         if (
             worker.fingerprint is not None
-            and self._fingerprint(worker, body, jobs) == worker.fingerprint
+            and self._fingerprint(worker, body, jobs, pods) == worker.fingerprint
         ):
             # Our own status write or a Job we created coming back through the
             # watch: the inputs are those the last reconcile left, and reconcile
@@ -292,7 +301,7 @@ class Controller:
             return False, None
         tasks = self.tasks(ns)
         now = datetime.now(UTC)
-        plan = reconcile(body, tasks, jobs, now, prepared=self._prepare(body, tasks))
+        plan = reconcile(body, tasks, jobs, now, prepared=self._prepare(body, tasks), pods=pods)
         completion_seen = worker.woken_by_completion
         worker.woken_by_completion = None
         created, decided = await self._apply(worker, plan, now, body)
@@ -308,7 +317,7 @@ class Controller:
         worker.fingerprint = None
         if worker.errors == 0:
             after = body if decided is None else {**body, "status": decided}
-            worker.fingerprint = self._fingerprint(worker, after, jobs + created)
+            worker.fingerprint = self._fingerprint(worker, after, jobs + created, pods)
         return True, requeue
 
     async def _apply(

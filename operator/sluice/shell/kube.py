@@ -56,6 +56,9 @@ _EVENT_CACHE = 4096
 """Events remembered for aggregation (client-go's correlator keeps 4096 too)."""
 
 
+_JOBS, _PODS = "/apis/batch/v1/namespaces/{}/jobs", "/api/v1/namespaces/{}/pods"
+
+
 class ApiError(Exception):
     """A refused API call: the HTTP status, its reason and the Status body."""
 
@@ -193,15 +196,47 @@ class Kube:
         self, namespace: str, selector: str, limit: int = 500, continue_: str | None = None
     ) -> dict[str, Any]:
         """One page of the namespace's Jobs matching ``selector``."""
+        return await self._list(_JOBS.format(quote(namespace)), selector, limit, continue_)
+
+    async def list_pods(
+        self,
+        namespace: str,
+        selector: str,
+        limit: int = 500,
+        continue_: str | None = None,
+        fields: str = "",
+    ) -> dict[str, Any]:
+        """One page of the namespace's pods matching ``selector`` (and ``fields``)."""
+        return await self._list(_PODS.format(quote(namespace)), selector, limit, continue_, fields)
+
+    def watch_jobs(
+        self, namespace: str, selector: str, resource_version: str, idle_timeout: float
+    ) -> AsyncIterator[dict[str, Any]]:
+        return self._watch(_JOBS.format(quote(namespace)), selector, resource_version, idle_timeout)
+
+    def watch_pods(
+        self,
+        namespace: str,
+        selector: str,
+        resource_version: str,
+        idle_timeout: float,
+        fields: str = "",
+    ) -> AsyncIterator[dict[str, Any]]:
+        path = _PODS.format(quote(namespace))
+        return self._watch(path, selector, resource_version, idle_timeout, fields)
+
+    async def _list(
+        self, path: str, selector: str, limit: int, continue_: str | None, fields: str = ""
+    ) -> dict[str, Any]:
         params = {"labelSelector": selector, "limit": str(limit)}
+        if fields:
+            params["fieldSelector"] = fields
         if continue_:
             params["continue"] = continue_
-        return await self._request(
-            "GET", f"/apis/batch/v1/namespaces/{quote(namespace)}/jobs", params=params
-        )
+        return await self._request("GET", path, params=params)
 
-    async def watch_jobs(
-        self, namespace: str, selector: str, resource_version: str, idle_timeout: float
+    async def _watch(
+        self, path: str, selector: str, resource_version: str, idle_timeout: float, fields: str = ""
     ) -> AsyncIterator[dict[str, Any]]:
         """Watch events (bookmarks included) after ``resource_version``, until the
         server ends the stream (after 5 minutes) or nothing arrives for
@@ -214,9 +249,11 @@ class Kube:
             "allowWatchBookmarks": "true",
             "timeoutSeconds": "300",
         }
+        if fields:
+            params["fieldSelector"] = fields
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=idle_timeout)
         async with self._get_watch_session().get(
-            f"{self.base}/apis/batch/v1/namespaces/{quote(namespace)}/jobs",
+            f"{self.base}{path}",
             params=params,
             headers=await self._auth_headers(),
             timeout=timeout,
