@@ -6,14 +6,21 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Final, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
-from pydantic.alias_generators import to_camel
 
+from sluice.api.base import Model
 from sluice.api.constants import MAX_SECONDS
 from sluice.api.core_v1 import EnvFromSource, EnvVar, Resources
 from sluice.api.enums import (
     FailureKind,
     FailurePolicy,
     JobRetention,
+)
+from sluice.api.schedule import (
+    HISTORY_LIMIT_DEFAULT,
+    HISTORY_LIMIT_MAX,
+    MAX_CACHE_VERSION,
+    CachePolicy,
+    Schedule,
 )
 from sluice.k8s.syntax import (
     DNS_LABEL_MAX,
@@ -73,12 +80,6 @@ BY_NAME: Final[dict[str, Any]] = {
     "x-kubernetes-list-map-keys": ["name"],
 }
 _SET: Final[dict[str, Any]] = {"x-kubernetes-list-type": "set"}
-
-
-class Model(BaseModel):
-    """camelCase on the wire like every Kubernetes API; typos are errors, not silently dropped."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
 
 class Backoff(Model):
@@ -249,6 +250,11 @@ class TaskSpec(Model):
         description="Results it reports: one JSON object of strings written to "
         "$SLUICE_RESULTS_PATH (the termination message, at most 4096 bytes).",
     )
+    cache_version: str | None = Field(
+        default=None,
+        max_length=MAX_CACHE_VERSION,
+        description="Part of the cache key: bump it to invalidate the cached results.",
+    )
 
 
 class TaskObjectSpec(TaskSpec):
@@ -329,6 +335,9 @@ class PipelineTask(Model):
         description="CEL condition, evaluated once its dependencies settled; false: Skipped. "
         "E.g. double(tasks.evaluate.results.auc) >= 0.8",
     )
+    cache: CachePolicy | None = Field(
+        default=None, description="Cache policy of this step; replaces the pipeline's."
+    )
 
     @model_validator(mode="after")
     def _exactly_one_task(self) -> Self:
@@ -398,6 +407,19 @@ class PipelineSpec(Model):
             "Which Jobs the TTL cleanup keeps: Failed (those of failed steps, for debugging), "
             "All, or None."
         ),
+    )
+    schedule: Schedule | None = Field(
+        default=None, description="Start a new run on a clock (suspend pauses it too)."
+    )
+    history_limit: int | None = Field(
+        default=None,
+        ge=0,
+        le=HISTORY_LIMIT_MAX,
+        description=f"How many runs status.history keeps, newest first (default "
+        f"{HISTORY_LIMIT_DEFAULT}, at most {HISTORY_LIMIT_MAX}).",
+    )
+    cache: CachePolicy | None = Field(
+        default=None, description="Cache policy of every step that sets none itself."
     )
 
 
