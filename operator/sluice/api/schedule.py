@@ -29,6 +29,7 @@ __all__ = [
     "HISTORY_LIMIT_MAX",
     "MAX_CACHE_VERSION",
     "MAX_CRON",
+    "MAX_HISTORY_MESSAGE",
     "MIN_EVERY_SECONDS",
     "CachePolicy",
     "ConcurrencyPolicy",
