@@ -46,7 +46,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
-from sluice.api.schedule import CRON_MACROS, MIN_EVERY_SECONDS, ConcurrencyPolicy
+from sluice.api.schedule import CRON_MACROS, CRON_MESSAGE, MIN_EVERY_SECONDS, ConcurrencyPolicy
 
 __all__ = [
     "CATCH_UP_SPREAD_SECONDS",
@@ -152,7 +152,7 @@ def parse_cron(cron: str, time_zone: str = "UTC") -> Cron:
         zone = ZoneInfo(time_zone)
     except (ZoneInfoNotFoundError, ValueError):
         raise ScheduleError(
-            f"spec.schedule.timeZone: unknown time zone {time_zone!r} "
+            f"schedule.timeZone: unknown time zone {time_zone!r} "
             "(an IANA name such as UTC, Europe/Berlin or America/New_York)"
         ) from None
     text = " ".join(cron.split())
@@ -161,19 +161,16 @@ def parse_cron(cron: str, time_zone: str = "UTC") -> Cron:
     expression = CRON_MACROS.get(text.lower(), text)
     if expression.startswith("@"):
         known = ", ".join(sorted(CRON_MACROS))
-        raise ScheduleError(f"spec.schedule.cron: unknown macro {text!r} (known: {known}, @every)")
+        raise ScheduleError(f"schedule.cron: unknown macro {text!r} (known: {known}, @every)")
     fields = expression.split(" ")
     if len(fields) != 5:
-        raise ScheduleError(
-            f"spec.schedule.cron: {text!r} has {len(fields)} fields; cron has 5: "
-            "minute hour day-of-month month day-of-week"
-        )
+        raise ScheduleError(f"schedule.cron: {text!r} has {len(fields)} fields: {CRON_MESSAGE}")
     try:
         next(iter(CronSim(expression, datetime(2000, 1, 1, tzinfo=zone))))
     except CronSimError as err:  # "Bad minute": the field's name, in cronsim's words
-        raise ScheduleError(f"spec.schedule.cron: {text!r}: {str(err).lower()}") from None
+        raise ScheduleError(f"schedule.cron: {text!r}: {str(err).lower()}") from None
     except StopIteration:
-        raise ScheduleError(f"spec.schedule.cron: {text!r} never matches a date") from None
+        raise ScheduleError(f"schedule.cron: {text!r} never matches a date") from None
     return Cron(expression, zone)
 
 
@@ -181,16 +178,15 @@ def _every_seconds(text: str) -> float:
     try:
         seconds = parse_duration(text)
     except ScheduleError as err:
-        raise ScheduleError(f"spec.schedule.cron: @every: {err}") from None
+        raise ScheduleError(f"schedule.cron: @every: {err}") from None
     if seconds < MIN_EVERY_SECONDS:
         raise ScheduleError(
-            f"spec.schedule.cron: @every {text.strip()} is below the minimum of "
-            f"{MIN_EVERY_SECONDS}s"
+            f"schedule.cron: @every {text.strip()} is below the minimum of {MIN_EVERY_SECONDS}s"
         )
     if seconds != int(seconds):  # status times have whole seconds, and so must ticks
-        raise ScheduleError(f"spec.schedule.cron: @every {text.strip()} is not whole seconds")
+        raise ScheduleError(f"schedule.cron: @every {text.strip()} is not whole seconds")
     if seconds > _MAX_EVERY_SECONDS:
-        raise ScheduleError(f"spec.schedule.cron: @every {text.strip()} is over a year")
+        raise ScheduleError(f"schedule.cron: @every {text.strip()} is over a year")
     return seconds
 
 
