@@ -75,6 +75,24 @@ def test_a_repeated_time_on_fall_back_runs_at_its_first_occurrence() -> None:
     assert tick == utc(2026, 10, 25, 0, 30)  # 02:30 CEST, not 02:30 CET an hour later
 
 
+@pytest.mark.parametrize(
+    ("zone", "day", "hours"),
+    [
+        ("Europe/Berlin", (2026, 3, 29), 23),
+        ("Europe/Berlin", (2026, 10, 25), 25),
+        ("America/New_York", (2026, 11, 1), 25),
+    ],
+)
+def test_hourly_ticks_through_every_real_hour(
+    zone: str, day: tuple[int, int, int], hours: int
+) -> None:
+    cron = parse_cron("@hourly", zone)
+    start = datetime(*day, tzinfo=cron.zone)
+    end = (start + timedelta(days=1, hours=12)).replace(hour=0)  # local midnight after
+    got = ticks(cron, start - timedelta(seconds=1), end)
+    assert len(got) == hours
+
+
 def test_the_time_zone_shifts_the_tick() -> None:
     before = T0 - timedelta(seconds=1)
     assert parse_cron("0 9 * * *", "Asia/Tokyo").next_after(before, T0) == utc(2026, 1, 1, 0)

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Final, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from sluice.api import schedule_fields as fields
 from sluice.api.base import Model
 from sluice.api.constants import MAX_SECONDS
 from sluice.api.core_v1 import EnvFromSource, EnvVar, Resources
@@ -15,13 +16,7 @@ from sluice.api.enums import (
     FailurePolicy,
     JobRetention,
 )
-from sluice.api.schedule import (
-    HISTORY_LIMIT_DEFAULT,
-    HISTORY_LIMIT_MAX,
-    MAX_CACHE_VERSION,
-    CachePolicy,
-    Schedule,
-)
+from sluice.api.schedule import CachePolicy, Schedule
 from sluice.k8s.syntax import (
     DNS_LABEL_MAX,
     DNS_LABEL_PATTERN,
@@ -250,11 +245,7 @@ class TaskSpec(Model):
         description="Results it reports: one JSON object of strings written to "
         "$SLUICE_RESULTS_PATH (the termination message, at most 4096 bytes).",
     )
-    cache_version: str | None = Field(
-        default=None,
-        max_length=MAX_CACHE_VERSION,
-        description="Part of the cache key: bump it to invalidate the cached results.",
-    )
+    cache_version: str | None = fields.cache_version()
 
 
 class TaskObjectSpec(TaskSpec):
@@ -335,9 +326,7 @@ class PipelineTask(Model):
         description="CEL condition, evaluated once its dependencies settled; false: Skipped. "
         "E.g. double(tasks.evaluate.results.auc) >= 0.8",
     )
-    cache: CachePolicy | None = Field(
-        default=None, description="Cache policy of this step; replaces the pipeline's."
-    )
+    cache: CachePolicy | None = fields.step_cache()
 
     @model_validator(mode="after")
     def _exactly_one_task(self) -> Self:
@@ -408,19 +397,9 @@ class PipelineSpec(Model):
             "All, or None."
         ),
     )
-    schedule: Schedule | None = Field(
-        default=None, description="Start a new run on a clock (suspend pauses it too)."
-    )
-    history_limit: int | None = Field(
-        default=None,
-        ge=0,
-        le=HISTORY_LIMIT_MAX,
-        description=f"How many runs status.history keeps, newest first (default "
-        f"{HISTORY_LIMIT_DEFAULT}, at most {HISTORY_LIMIT_MAX}).",
-    )
-    cache: CachePolicy | None = Field(
-        default=None, description="Cache policy of every step that sets none itself."
-    )
+    schedule: Schedule | None = fields.schedule()
+    history_limit: int | None = fields.history_limit()
+    cache: CachePolicy | None = fields.pipeline_cache()
 
 
 def parse_task_spec(d: Mapping[str, Any]) -> TaskSpec:
