@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -10,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sluice.api.schedule import CRON_MACROS, ConcurrencyPolicy
+from sluice.api.schedule import CRON_MACROS, CRON_SHAPE, ConcurrencyPolicy
 from sluice.core.schedule import (
     CATCH_UP_SPREAD_SECONDS,
     MAX_COUNTED,
@@ -407,3 +408,28 @@ def test_no_tick_runs_twice_and_catch_ups_are_single(
     assert acted == sorted(acted)  # lastScheduleTime only moves forward
     missed = [a for a, tick, _ in log if tick is not None and outage[0] < tick <= outage[1]]
     assert missed.count(Action.RUN) <= 1  # at most one catch-up for the whole outage
+
+
+@pytest.mark.parametrize(
+    "cron",
+    [
+        "@daily",
+        "@every 10s",
+        "@every 1h30m",
+        " 0 0 * * * ",
+        "*/5 1-3 1,15 JAN-MAR MON#2",
+        "0 0 L * *",
+    ],
+)
+def test_the_crd_shape_admits_what_the_operator_reads(cron: str) -> None:
+    parse_cron(cron)
+    assert re.match(CRON_SHAPE, cron)
+
+
+@pytest.mark.parametrize(
+    "cron", ["0 * * * * *", "* * * *", "@Daily", "@every", "@every 10", "0 0 * * * # x"]
+)
+def test_the_crd_shape_refuses_what_the_operator_refuses(cron: str) -> None:
+    assert not re.match(CRON_SHAPE, cron)
+    with pytest.raises(ScheduleError):
+        parse_cron(cron)

@@ -61,9 +61,9 @@ CRON_MACROS: Final[dict[str, str]] = {
 _GO_DURATION: Final = r"([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|ms|s|m|h)"
 #: The shape the schema checks (RE2, in CEL): a macro, ``@every <Go duration>`` or 5 fields.
 CRON_SHAPE: Final = (
-    r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)"
+    r"^ *(@(yearly|annually|monthly|weekly|daily|midnight|hourly)"
     rf"|@every +({_GO_DURATION})+"
-    r"|[0-9A-Za-z*?/,#-]+( +[0-9A-Za-z*?/,#-]+){4})$"
+    r"|[0-9A-Za-z*?/,#-]+( +[0-9A-Za-z*?/,#-]+){4}) *$"
 )
 CRON_MESSAGE: Final = (
     "cron must be 5 fields (minute hour day-of-month month day-of-week), a macro "

@@ -158,7 +158,7 @@ def parse_cron(cron: str, time_zone: str = "UTC") -> Cron:
     text = " ".join(cron.split())
     if text.startswith("@every"):
         return Cron(None, zone, _every_seconds(text[len("@every") :]))
-    expression = CRON_MACROS.get(text.lower(), text)
+    expression = CRON_MACROS.get(text, text)  # lower case only, as the CRD's rule says
     if expression.startswith("@"):
         known = ", ".join(sorted(CRON_MACROS))
         raise ScheduleError(f"schedule.cron: unknown macro {text!r} (known: {known}, @every)")
