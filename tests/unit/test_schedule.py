@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sluice.api.schedule import CRON_MACROS, CRON_SHAPE, ConcurrencyPolicy
+from sluice.core import cel
 from sluice.core.schedule import (
     CATCH_UP_SPREAD_SECONDS,
     MAX_COUNTED,
@@ -433,3 +434,17 @@ def test_the_crd_shape_refuses_what_the_operator_refuses(cron: str) -> None:
     assert not re.match(CRON_SHAPE, cron)
     with pytest.raises(ScheduleError):
         parse_cron(cron)
+
+
+@pytest.mark.parametrize(
+    ("cron", "ok"),
+    [("@daily", True), ("@every 1m30s", True), (" 0 0 * * * ", True), ("0 * * * * *", False)],
+)
+def test_the_crd_rule_compiles_and_agrees_in_re2(cron: str, ok: bool) -> None:
+    """The API server runs the rule in CEL with RE2; so does the CEL binding here."""
+    from sluice.api import PipelineSpec
+
+    schema = PipelineSpec.model_json_schema(by_alias=True)["$defs"]["Schedule"]
+    (rule,) = schema["properties"]["cron"]["x-kubernetes-validations"]
+    program = cel.new_env({"self": cel.STRING}).compile(rule["rule"])
+    assert program.eval(data={"self": cron}).value() is ok
