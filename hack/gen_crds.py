@@ -293,6 +293,13 @@ def pipeline_crd() -> dict[str, Any]:
         {"name": "Run", "type": "integer", "jsonPath": ".status.run", "priority": 1},
         {"name": "Started", "type": "date", "jsonPath": ".status.startedAt", "priority": 1},
         {"name": "Finished", "type": "date", "jsonPath": ".status.finishedAt", "priority": 1},
+        # A string, not a date: kubectl shows a future date as "<invalid>".
+        {
+            "name": "Next",
+            "type": "string",
+            "jsonPath": ".status.schedule.nextScheduleTime",
+            "priority": 1,
+        },
     ]
     return _crd(
         kind=api.PIPELINE_KIND,

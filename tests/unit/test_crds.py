@@ -361,9 +361,10 @@ def test_pipeline_crd_names_status_subresource_and_printer_columns() -> None:
         ("Run", "integer", ".status.run"),
         ("Started", "date", ".status.startedAt"),
         ("Finished", "date", ".status.finishedAt"),
+        ("Next", "string", ".status.schedule.nextScheduleTime"),
     ]
     wide = [c["name"] for c in version["additionalPrinterColumns"] if c.get("priority") == 1]
-    assert wide == ["Run", "Started", "Finished"]  # kubectl get pl -o wide
+    assert wide == ["Run", "Started", "Finished", "Next"]  # kubectl get pl -o wide
 
 
 def test_task_crd_names_printer_columns_and_no_status() -> None:

@@ -7,12 +7,14 @@ from typing import Annotated, Any, Final, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from sluice.api import schedule_fields as fields
 from sluice.api.base import BY_NAME, Model
 from sluice.api.base import SET as _SET
 from sluice.api.constants import MAX_SECONDS
 from sluice.api.core_v1 import EnvFromSource, EnvVar, Resources
 from sluice.api.enums import FailureKind, FailurePolicy, JobRetention
 from sluice.api.matrix import Matrix
+from sluice.api.schedule import CachePolicy, Schedule
 from sluice.k8s.syntax import (
     DNS_LABEL_MAX,
     DNS_LABEL_PATTERN,
@@ -235,6 +237,7 @@ class TaskSpec(Model):
         description="Results it reports: one JSON object of strings written to "
         "$SLUICE_RESULTS_PATH (the termination message, at most 4096 bytes).",
     )
+    cache_version: str | None = fields.cache_version()
 
 
 class TaskObjectSpec(TaskSpec):
@@ -320,6 +323,7 @@ class PipelineTask(Model):
         description="Fan-out: run the step once per combination of these params, each its "
         "own Job; its results become JSON arrays in combination order.",
     )
+    cache: CachePolicy | None = fields.step_cache()
 
     @model_validator(mode="after")
     def _exactly_one_task(self) -> Self:
@@ -390,6 +394,9 @@ class PipelineSpec(Model):
             "All, or None."
         ),
     )
+    schedule: Schedule | None = fields.schedule()
+    history_limit: int | None = fields.history_limit()
+    cache: CachePolicy | None = fields.pipeline_cache()
 
 
 def parse_task_spec(d: Mapping[str, Any]) -> TaskSpec:

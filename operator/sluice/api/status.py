@@ -11,6 +11,7 @@ from sluice.api.constants import RERUN_ANNOTATION, RETRY_ANNOTATION
 from sluice.api.enums import ConditionStatus, PipelinePhase, TaskPhase
 from sluice.api.matrix import MatrixStatus
 from sluice.api.models import BY_NAME, MAX_STEPS, Model
+from sluice.api.schedule import HISTORY_LIMIT_MAX, RunRecord, ScheduleStatus
 from sluice.api.times import Timestamp
 
 __all__ = ["Condition", "PipelineStatus", "TaskStatus", "parse_pipeline_status"]
@@ -122,6 +123,14 @@ class PipelineStatus(Model):
             "The outcome of the main steps (Succeeded, Degraded or Timeout) the finally "
             "steps last ran for."
         ),
+    )
+    schedule: ScheduleStatus | None = Field(
+        default=None, description="The schedule's last and next ticks."
+    )
+    history: list[RunRecord] | None = Field(
+        default=None,
+        max_length=HISTORY_LIMIT_MAX,
+        description="The latest runs, newest first (spec.historyLimit of them).",
     )
     handled_retry: str | None = Field(
         default=None, description=f"Value of the {RETRY_ANNOTATION} annotation already acted on."

@@ -21,6 +21,7 @@ from sluice.core.validation.report import (
     quote,
     twice,
 )
+from sluice.core.validation.schedule import check_schedule
 from sluice.core.validation.task import check_task, task_problems
 
 __all__ = ["check_pipeline"]
@@ -55,6 +56,7 @@ def check_pipeline(
         return report
     report.pipeline = pipeline
     _check_graph(report, pipeline)
+    check_schedule(report, pipeline)
     if name is not None:
         _check_jobnames_list(report, pipeline, name)
     _check_steps(report, pipeline, tasks)
