@@ -26,6 +26,10 @@ class World:
     now: datetime = T0
     plans: list[Plan] = field(default_factory=list)
     created: list[str] = field(default_factory=list)  # every Job name ever created, in order
+    pods: dict[str, list[Any]] = field(default_factory=dict)
+    """What the shell would pass as ``pods=`` (Job name -> PodViews)."""
+    job_events: dict[str, list[Any]] = field(default_factory=dict)
+    stuck_after: float = 30.0
 
     @classmethod
     def of(
@@ -51,7 +55,15 @@ class World:
 
     # ------------------------------------------------------------------ driving
     def reconcile(self) -> Plan:
-        plan = reconcile(self.pipeline, self.tasks, list(self.jobs.values()), self.now)
+        plan = reconcile(
+            self.pipeline,
+            self.tasks,
+            list(self.jobs.values()),
+            self.now,
+            pods=self.pods,
+            job_events=self.job_events,
+            stuck_after=self.stuck_after,
+        )
         self.plans.append(plan)
         for manifest in plan.create:
             job_name = manifest["metadata"]["name"]

@@ -17,7 +17,7 @@ from sluice.core.jobspec import ResolvedStep
 from sluice.core.observe import JobView
 from sluice.core.phases import T
 
-__all__ = ["fold_jobs", "reopen_fixed"]
+__all__ = ["fail_attempt", "fold_jobs", "reopen_fixed"]
 
 _T = T
 
@@ -57,7 +57,7 @@ def _fold_step(d: Decision, ts: TaskStatus, jobs: list[JobView]) -> None:
     if current is None:
         # Recorded as running, but its Job is gone: someone deleted it.
         message = f"Job {ts.job} was deleted while running"
-        _attempt_failed(d, ts, "JobDeleted", message, FailureKind.POD_FAILURE, d.now)
+        fail_attempt(d, ts, "JobDeleted", message, FailureKind.POD_FAILURE, d.now)
     elif current.state == "Succeeded":
         ts.finished_at = current.finished_at or d.now
         ts.reason, ts.message = "Completed", None
@@ -66,7 +66,7 @@ def _fold_step(d: Decision, ts: TaskStatus, jobs: list[JobView]) -> None:
     elif current.state == "Failed":
         kind = retry.classify_job_failure(current.reason, current.message)
         reason, message = _failure_words(current.reason, current.message, kind)
-        _attempt_failed(d, ts, reason, message, kind, current.finished_at or d.now)
+        fail_attempt(d, ts, reason, message, kind, current.finished_at or d.now)
 
 
 def _failure_words(reason: str | None, message: str | None, kind: FailureKind) -> tuple[str, str]:
@@ -82,7 +82,7 @@ def _failure_words(reason: str | None, message: str | None, kind: FailureKind) -
     return reason or "Failed", message or ""
 
 
-def _attempt_failed(
+def fail_attempt(
     d: Decision, ts: TaskStatus, reason: str, message: str, kind: FailureKind, when: datetime
 ) -> None:
     ts.reason, ts.message = reason, message

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from sluice.api import FailureKind, PipelineStatus, RetryPolicy, TaskPhase, TaskStatus
 from sluice.core.plan import Event, Plan, TaskTransition
 from sluice.core.pods import PodView
+
+if TYPE_CHECKING:
+    from sluice.core.stuck import JobEvent
 
 __all__ = ["Decision"]
 
@@ -29,11 +32,14 @@ class Decision:
         status: PipelineStatus,
         now: datetime,
         pods: Mapping[str, Sequence[PodView]] | None = None,
+        job_events: Mapping[str, Sequence[JobEvent]] | None = None,
     ) -> None:
         self.status = status
         self.now = now
         self.pods: Mapping[str, Sequence[PodView]] = pods or {}
         """What the shell knows of the pods of this pipeline's Jobs, by Job name."""
+        self.job_events: Mapping[str, Sequence[JobEvent]] = job_events or {}
+        """The Events of the Jobs the shell diagnosed (``core.stuck``), by Job name."""
         self.plan = Plan()
         self.steps: dict[str, TaskStatus] = {t.name: t for t in status.tasks}
         """Step name -> its status; written back to ``status.tasks`` at the end."""
@@ -59,6 +65,8 @@ class Decision:
         if new in _TIMED and ts.started_at and ts.finished_at:
             duration = (ts.finished_at - ts.started_at).total_seconds()
         ts.phase = new
+        if new != TaskPhase.RUNNING:
+            ts.stuck_at = None  # stuck is a state of a running attempt only
         self.plan.transitions.append(
             TaskTransition(ts.name, old, new, ts.attempts, failure_kind, duration)
         )

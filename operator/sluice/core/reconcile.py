@@ -47,13 +47,14 @@ from sluice.api import (
     dump,
     parse_pipeline_status,
 )
-from sluice.core import stages
+from sluice.core import stages, stuck
 from sluice.core.decision import Decision
 from sluice.core.observe import JobView, observe_job
 from sluice.core.phases import T
 from sluice.core.plan import Event, Plan, TaskTransition
 from sluice.core.pods import PodView
 from sluice.core.prepare import Prepared, prepare
+from sluice.core.stuck import JobEvent
 
 __all__ = [
     "Event",
@@ -76,6 +77,8 @@ def reconcile(
     prepared: Prepared | None = None,
     *,
     pods: Mapping[str, Sequence[PodView]] | None = None,
+    job_events: Mapping[str, Sequence[JobEvent]] | None = None,
+    stuck_after: float = stuck.STUCK_AFTER,
 ) -> Plan:
     """Decide what to do for one Pipeline. Pure: same inputs, same plan.
 
@@ -84,11 +87,15 @@ def reconcile(
     ``prepared`` must be ``prepare(pipeline, tasks)`` for these very spec and
     Tasks (computed here when not given): reconcile is the two pure stages
     :func:`prepare` and :func:`decide`. ``pods`` are what the shell knows of the pods of
-    those Jobs, by Job name (``core.pods.PodView``; a Job absent from it: nothing known).
+    those Jobs, by Job name (``core.pods.PodView``; a Job absent from it: nothing known);
+    ``job_events`` the Events of the Jobs it diagnosed, and ``stuck_after`` the seconds
+    after which a running attempt whose pod has not started is looked at (``core.stuck``).
     """
     if prepared is None:
         prepared = prepare(pipeline, tasks)
-    return decide(prepared, pipeline, jobs, now, pods=pods)
+    return decide(
+        prepared, pipeline, jobs, now, pods=pods, job_events=job_events, stuck_after=stuck_after
+    )
 
 
 def decide(
@@ -98,6 +105,8 @@ def decide(
     now: datetime,
     *,
     pods: Mapping[str, Sequence[PodView]] | None = None,
+    job_events: Mapping[str, Sequence[JobEvent]] | None = None,
+    stuck_after: float = stuck.STUCK_AFTER,
 ) -> Plan:
     """The second stage: from the prepared spec, the Pipeline's metadata and status and
     its Jobs, the plan. Reads ``pipeline``'s metadata and status only (its spec is in
@@ -111,7 +120,7 @@ def decide(
     except ValidationError:
         old_status = PipelineStatus()  # a status we cannot read is rebuilt from the Jobs
     # Freshly parsed objects (no part shared with the input): worked on in place.
-    d = Decision(old_status, now, pods)
+    d = Decision(old_status, now, pods, job_events)
     views = [
         v for v in (j if isinstance(j, JobView) else observe_job(j) for j in jobs) if v is not None
     ]
@@ -143,10 +152,13 @@ def decide(
     deps = {t.name: list(t.depends_on) for t in spec.tasks}
     terminal = stages.is_terminal(d)
     stages.reopen_fixed(d, spec, prepared.resolved, retry_token, terminal)
+    if not terminal:
+        stuck.watch(d, spec, prepared.resolved, run_jobs, stuck_after)
     failed = stages.block_dependents(d, step_names, deps)
     terminal = terminal or stages.time_out(d, spec, run_jobs)
     if _may_start(spec, terminal, failed):
         stages.schedule(d, spec, deps, prepared.resolved, _owner(meta))
+        stuck.wake_for(d, stuck_after)
     stages.summarise(d, spec, generation)
     stages.collect(d, spec, views)
     return _finish(d, raw_status, generation)

@@ -18,7 +18,7 @@ from sluice.api import (
     PipelineSpec,
     TaskStatus,
 )
-from sluice.core import dag, validation
+from sluice.core import dag, stuck, validation
 from sluice.core.attempts import fold_jobs, reopen_fixed
 from sluice.core.conditions import (
     conditions_for,
@@ -270,6 +270,9 @@ def summarise(d: Decision, spec: PipelineSpec, generation: int | None) -> None:
     active = any(p in _ACTIVE for p in phases)
     old_phase = st.phase
     st.phase, st.message = phase_and_message(st, steps)
+    stuck_words = stuck.describe([d.step(t.name) for t in spec.tasks])
+    if stuck_words and st.phase == _P.RUNNING:
+        st.message = f"{st.message} {stuck_words}"
     if spec.suspend and st.phase in (_P.PENDING, _P.RUNNING):
         st.message = "Suspended: no new tasks start. " + (st.message or "")
 
