@@ -72,6 +72,14 @@ def _parser() -> argparse.ArgumentParser:
         "the end are written at once",
     )
     run.add_argument(
+        "--stuck-after",
+        type=float,
+        default=D.stuck_after,
+        metavar="SECONDS",
+        help="seconds a step may run without its pod running before Sluice reads that "
+        f"Job's pods and Events and names the cause (default {D.stuck_after:g})",
+    )
+    run.add_argument(
         "--status-writers",
         type=_positive_int,
         default=D.status_writers,

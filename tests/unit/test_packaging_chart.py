@@ -144,6 +144,8 @@ REQUIRED = {
     ("sluice.dev", "pipelines/finalizers", "update"),
     ("", "events", "create"),
     ("", "events", "patch"),
+    ("", "events", "list"),  # a stuck step's Job's Events (FailedCreate)
+    ("", "pods", "list"),  # a stuck step's Job's pods, read-only
 }
 
 
@@ -197,7 +199,9 @@ def test_no_rule_touches_secrets_pods_rbac_or_uses_wildcards(sets: tuple[str, ..
     assert rules
     for group, resource, verb in rules:
         assert "*" not in (group, resource, verb)
-        assert resource not in ("secrets", "pods", "namespaces", "serviceaccounts")
+        assert resource not in ("secrets", "namespaces", "serviceaccounts")
+        if resource == "pods":
+            assert verb == "list"  # read-only: a stuck step's Job's pods
         assert group not in ("rbac.authorization.k8s.io", "apiextensions.k8s.io")
         assert verb not in ("escalate", "bind", "impersonate")
         if group == "sluice.dev" and resource in ("pipelines", "tasks"):

@@ -7,8 +7,9 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sluice.core.jobevents import JobEvent, observe_event
 from sluice.core.pods import PodView, observe_pod
-from sluice.core.stuck import STARTED, JobEvent, observe_event, stuck_cause
+from sluice.core.stuck import STARTED, stuck_cause
 from support.world import World
 
 IMG = {"image": "busybox:1.36"}

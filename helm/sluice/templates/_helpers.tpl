@@ -108,6 +108,10 @@ No Secrets, no Pods, no RBAC objects.
   resources: ["events"]
   # patch: a repeated Event increments the existing one's count (as client-go's recorder does)
   verbs: ["create", "patch"]
+# Read-only, for stuck steps: the pods of one Job (by its job-name label) and its Events.
+- apiGroups: [""]
+  resources: ["pods", "events"]
+  verbs: ["list"]
 {{- end }}
 
 {{/*

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from sluice.api import FailureKind, PipelineStatus, RetryPolicy, TaskPhase, TaskStatus
+from sluice.core.jobevents import JobEvent
 from sluice.core.plan import Event, Plan, TaskTransition
 from sluice.core.pods import PodView
-
-if TYPE_CHECKING:
-    from sluice.core.stuck import JobEvent
 
 __all__ = ["Decision"]
 

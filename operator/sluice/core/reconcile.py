@@ -49,12 +49,12 @@ from sluice.api import (
 )
 from sluice.core import stages, stuck
 from sluice.core.decision import Decision
+from sluice.core.jobevents import JobEvent
 from sluice.core.observe import JobView, observe_job
 from sluice.core.phases import T
 from sluice.core.plan import Event, Plan, TaskTransition
 from sluice.core.pods import PodView
 from sluice.core.prepare import Prepared, prepare
-from sluice.core.stuck import JobEvent
 
 __all__ = [
     "Event",

@@ -23,13 +23,12 @@ A step whose pod started, or that finishes before ``stuck_after``, costs nothing
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
-from sluice.api import FailureKind, PipelineSpec, TaskStatus, parse_rfc3339
+from sluice.api import FailureKind, PipelineSpec, TaskStatus
 from sluice.core.attempts import fail_attempt
 from sluice.core.decision import Decision
+from sluice.core.jobevents import JobEvent, observe_event
 from sluice.core.jobspec import ResolvedStep
 from sluice.core.observe import JobView
 from sluice.core.phases import T
@@ -56,29 +55,6 @@ STARTED = ("Started", "")
 """What :func:`stuck_cause` says of a Job whose pod got going."""
 
 _MESSAGE_MAX = 400
-
-
-@dataclass(frozen=True)
-class JobEvent:
-    """What a stuck-step diagnosis reads of one Event about a Job."""
-
-    type: str
-    reason: str
-    message: str
-    last_seen: datetime | None
-
-
-def observe_event(body: Mapping[str, Any]) -> JobEvent:
-    """Read a core/v1 Event dict into a JobEvent."""
-    when = body.get("lastTimestamp") or body.get("eventTime") or body.get("firstTimestamp")
-    if not when:
-        when = (body.get("metadata") or {}).get("creationTimestamp")
-    return JobEvent(
-        type=str(body.get("type") or "Normal"),
-        reason=str(body.get("reason") or ""),
-        message=str(body.get("message") or ""),
-        last_seen=parse_rfc3339(str(when)) if when else None,
-    )
 
 
 def _pod_cause(pod: PodView) -> tuple[str, str]:

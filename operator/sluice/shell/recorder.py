@@ -27,6 +27,8 @@ class Recorder:
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
         self.phases: dict[PipelineKey, str | None] = {}
+        self.stuck: dict[PipelineKey, tuple[str, ...]] = {}
+        """The reasons of each pipeline's stuck steps (sluice_steps_stuck)."""
         self.leading = False
 
     def lead(self, leading: bool) -> None:
@@ -35,6 +37,8 @@ class Recorder:
         self.metrics.leader.set(1 if leading else 0)
         if not leading:
             self.phases.clear()
+            self.stuck.clear()
+            self.metrics.steps_stuck.clear()
             self.metrics.pipeline_degraded.clear()
             self.metrics.pipelines.clear()
 
@@ -68,9 +72,15 @@ class Recorder:
             self.phases[key] = phase
             self._phase_gauge()
         m.pipeline_degraded.labels(ns, name).set(1 if phase == "Degraded" else 0)
+        reasons = _stuck_reasons(status)
+        if reasons != self.stuck.get(key, ()):
+            self.stuck[key] = reasons
+            self._stuck_gauge(ns)
 
     def forget(self, key: PipelineKey) -> None:
         self.phases.pop(key, None)
+        if self.stuck.pop(key, None):
+            self._stuck_gauge(key[0])
         with contextlib.suppress(KeyError):
             self.metrics.pipeline_degraded.remove(*key)
         if self.leading:
@@ -83,3 +93,26 @@ class Recorder:
                 counts[phase] += 1
         for phase, n in counts.items():
             self.metrics.pipelines.labels(phase).set(n)
+
+    def _stuck_gauge(self, ns: str) -> None:
+        counts: dict[str, int] = {}
+        for key, reasons in self.stuck.items():
+            if key[0] == ns:
+                for reason in reasons:
+                    counts[reason] = counts.get(reason, 0) + 1
+        gauge = self.metrics.steps_stuck
+        for labels in [s.labels for m in gauge.collect() for s in m.samples]:
+            if labels["namespace"] == ns and labels["reason"] not in counts:
+                gauge.remove(ns, labels["reason"])
+        for reason, n in counts.items():
+            gauge.labels(ns, reason).set(n)
+
+
+def _stuck_reasons(status: Mapping[str, Any]) -> tuple[str, ...]:
+    return tuple(
+        sorted(
+            str(t.get("reason") or "Unknown")
+            for t in status.get("tasks") or []
+            if t.get("phase") == "Running" and t.get("stuckAt")
+        )
+    )
