@@ -323,6 +323,7 @@ def test_alerts_cover_degraded_pipelines_retry_surges_and_a_down_or_stuck_operat
         "SluicePipelineDegraded",
         "SluicePipelineFailed",
         "SluiceTaskRetriesSurging",
+        "SluiceStepsStuck",
         "SluiceOperatorDown",
         "SluiceOperatorRestarting",
         "SluiceNoLeader",
