@@ -300,7 +300,7 @@ class Controller:
         prepared = self._prepare(body, tasks)
         plan = await self.diagnoser.decide(  # stuck steps: their pods read first (diagnose.py)
             worker.key,
-            [j.name for j in jobs],
+            [j.name for j in jobs if j.state == "Active"],
             lambda **seen: reconcile(body, tasks, jobs, now, prepared=prepared, **seen),
         )
         completion_seen = worker.woken_by_completion

@@ -73,7 +73,8 @@ class Diagnoser:
         self._readings: dict[PipelineKey, dict[str, _Reading]] = {}
 
     def seen(self, key: PipelineKey, jobs: Iterable[str]) -> dict[str, Any]:
-        """reconcile's keyword arguments for this pipeline; readings of Jobs gone are dropped."""
+        """reconcile's keyword arguments for this pipeline, given its active Jobs: readings
+        of other Jobs (finished, gone) are dropped."""
         readings = self._readings.get(key)
         if readings:
             alive = set(jobs)
