@@ -206,6 +206,8 @@ async def main(a: argparse.Namespace) -> dict[str, Any]:
             await api.delete_namespace(ns)
     finally:
         await api.close()
+        if not a.keep_cluster:
+            cluster.down()
     stuck = sum(1 for n in bodies if n.startswith("stuck"))
     return {
         "stuck_soak_pipelines": len(bodies),
@@ -228,6 +230,7 @@ def cli() -> None:
     p.add_argument("--hold", type=float, default=60, help="seconds held after all settled")
     p.add_argument("--timeout", type=float, default=180, help="for all to settle")
     p.add_argument("--cleanup", action="store_true", help="delete the namespace afterwards")
+    p.add_argument("--keep-cluster", action="store_true", help="leave the cluster running")
     p.add_argument("--out", type=Path, default=OUT / "stuck_soak.json")
     a = p.parse_args()
     res = asyncio.run(main(a))
