@@ -115,7 +115,7 @@ async def lists(api: Api, ns: str) -> tuple[list[Any], list[Any], list[Any]]:
 
 def check(pls: list[Any], jobs: list[Any], pods: list[Any]) -> dict[str, Any]:
     """The invariants: what is wrong (empty lists: nothing)."""
-    running_pods = Counter()
+    running_pods: Counter[tuple[str | None, str | None]] = Counter()
     for p in pods:
         if (p.get("status") or {}).get("phase") == "Running":
             labels = p["metadata"].get("labels") or {}
