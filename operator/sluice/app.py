@@ -85,6 +85,7 @@ class App:
             watch_timeout=settings.watch_timeout,
             status_interval=settings.status_interval,
             status_writers=settings.status_writers,
+            stuck_after=settings.stuck_after,
         )
         self.kopf_registry = kopf.OperatorRegistry()
         self.kopf_settings = handlers.operator_settings(settings)

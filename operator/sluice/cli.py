@@ -27,6 +27,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {text}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sluice", description="Sluice: pipelines of Kubernetes Jobs.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -70,6 +77,14 @@ def _parser() -> argparse.ArgumentParser:
         help="least time between two progress writes of one pipeline's status (default "
         f"{D.status_interval:g}; env {ENV_STATUS_INTERVAL}); phase changes, failures and "
         "the end are written at once",
+    )
+    run.add_argument(
+        "--stuck-after",
+        type=_positive_seconds,
+        default=D.stuck_after,
+        metavar="SECONDS",
+        help="seconds a step may run without its pod running before Sluice reads that "
+        f"Job's pods and Events and names the cause (default {D.stuck_after:g})",
     )
     run.add_argument(
         "--status-writers",

@@ -134,6 +134,18 @@ class Metrics:
             "after each watch that was too old to resume (410 Gone).",
             registry=r,
         )
+        self.steps_stuck = Gauge(
+            "sluice_steps_stuck",
+            "Running steps whose pod has not started past --stuck-after, by the reason "
+            "(ImagePullBackOff, Unschedulable, FailedCreate, ...).",
+            ["namespace", "reason"],
+            registry=r,
+        )
+        self.stuck_reads = Counter(
+            "sluice_stuck_reads_total",
+            "API requests made to diagnose stuck steps (a Job's pods, or its Events).",
+            registry=r,
+        )
         self.leader = Gauge(
             "sluice_leader",
             "1 while this replica holds the leader election Lease (and so acts and exports "

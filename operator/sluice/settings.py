@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from sluice.core.stuck import STUCK_AFTER
+
 __all__ = ["ENV_STATUS_INTERVAL", "AdmissionMode", "Settings"]
 
 AdmissionMode = Literal["off", "local", "cluster"]
@@ -34,6 +36,8 @@ class Settings:
     """Least seconds between two progress writes of one pipeline's status."""
     status_writers: int = 4
     """Status writes and Events in flight at once, all pipelines together."""
+    stuck_after: float = STUCK_AFTER
+    """Seconds a step's attempt may run without its pod running before it is looked at."""
     leader_elect: bool = True
     leader_election_namespace: str | None = None
     """The Lease's namespace; None: the pod's own, else ``default``."""

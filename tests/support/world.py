@@ -29,6 +29,8 @@ class World:
     created: list[str] = field(default_factory=list)  # every Job name ever created, in order
     pods: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     """The pod view: pods by Job name (what the shell's pod watch would show)."""
+    job_events: dict[str, list[Any]] = field(default_factory=dict)
+    stuck_after: float = 30.0
 
     @classmethod
     def of(
@@ -55,7 +57,15 @@ class World:
     # ------------------------------------------------------------------ driving
     def reconcile(self) -> Plan:
         pods = {job: [observe_pod(p) for p in ps] for job, ps in self.pods.items()}
-        plan = reconcile(self.pipeline, self.tasks, list(self.jobs.values()), self.now, pods=pods)
+        plan = reconcile(
+            self.pipeline,
+            self.tasks,
+            list(self.jobs.values()),
+            self.now,
+            pods=pods,
+            job_events=self.job_events,
+            stuck_after=self.stuck_after,
+        )
         self.plans.append(plan)
         for manifest in plan.create:
             job_name = manifest["metadata"]["name"]

@@ -110,6 +110,7 @@ def test_no_hard_coded_windows_every_duration_comes_from_values() -> None:
         "prometheusRule.degradedHoldWhileDown=7h",
         "prometheusRule.failed.window=32m",
         "prometheusRule.failed.for=1m",
+        "prometheusRule.stepsStuckFor=12m",
         "prometheusRule.retries.window=33m",
         "prometheusRule.retries.for=2m",
         "prometheusRule.operatorDownFor=3m",

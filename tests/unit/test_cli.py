@@ -92,3 +92,12 @@ def test_gc_is_tuned_for_the_event_loop() -> None:
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_stuck_after_defaults_to_30_seconds_and_must_be_positive() -> None:
+    assert Settings.build(vars(_parser().parse_args(["run"])), {}).stuck_after == 30.0
+    args = _parser().parse_args(["run", "--stuck-after", "2.5"])
+    assert Settings.build(vars(args), {}).stuck_after == 2.5
+    for bad in ("0", "-1", "nan"):
+        with pytest.raises(SystemExit):
+            _parser().parse_args(["run", "--stuck-after", bad])

@@ -144,7 +144,8 @@ REQUIRED = {
     ("sluice.dev", "pipelines/finalizers", "update"),
     ("", "events", "create"),
     ("", "events", "patch"),
-    ("", "pods", "list"),
+    ("", "events", "list"),  # a stuck step's Job's Events (FailedCreate)
+    ("", "pods", "list"),  # the pod view; a stuck step's Job's pods, read-only
     ("", "pods", "watch"),
 }
 
@@ -323,6 +324,7 @@ def test_alerts_cover_degraded_pipelines_retry_surges_and_a_down_or_stuck_operat
         "SluicePipelineDegraded",
         "SluicePipelineFailed",
         "SluiceTaskRetriesSurging",
+        "SluiceStepsStuck",
         "SluiceOperatorDown",
         "SluiceOperatorRestarting",
         "SluiceNoLeader",

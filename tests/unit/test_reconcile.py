@@ -302,6 +302,7 @@ def test_suspend_starts_nothing_new_but_lets_running_jobs_finish() -> None:
 
 def test_pipeline_timeout_fails_the_run_and_stops_its_jobs() -> None:
     w = diamond(timeoutSeconds=60)
+    w.stuck_after = 3600  # not the stuck-step look (core.stuck): the timeout's wake-up
     plan = w.reconcile()
     assert plan.requeue_after == 60
     w.advance(60)

@@ -108,8 +108,10 @@ No Secrets, no pod writes, no RBAC objects.
   verbs: ["update"]
 - apiGroups: [""]
   resources: ["events"]
-  # patch: a repeated Event increments the existing one's count (as client-go's recorder does)
-  verbs: ["create", "patch"]
+  # patch: a repeated Event increments the existing one's count (as client-go's recorder does);
+  # list: a stuck step's Job's Events (FailedCreate), by involvedObject
+  verbs: ["create", "patch", "list"]
+# Read-only: the pod view (list/watch, label-selected), and a stuck step's Job's pods.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch"]

@@ -47,8 +47,6 @@ __all__ = [
     "parse_task_spec",
 ]
 
-_MAX_IMAGE: Final = IMAGE_MAX
-
 _DnsLabel = Annotated[str, StringConstraints(pattern=DNS_LABEL_PATTERN, max_length=DNS_LABEL_MAX)]
 _DnsSubdomain = Annotated[
     str, StringConstraints(pattern=DNS_SUBDOMAIN_PATTERN, max_length=DNS_SUBDOMAIN_MAX)
@@ -62,7 +60,6 @@ _MAX_PARAMS: Final = 200
 _MAX_ENV: Final = 500
 _MAX_ENV_FROM: Final = 100
 _MAX_ARGS: Final = 1000
-_MAX_CONDITIONS: Final = 32
 MAX_RESULTS: Final = 16  # results one task may declare
 MAX_PIPELINE_RESULTS: Final = 64
 MAX_FINALLY: Final = 100
@@ -170,12 +167,16 @@ class TaskRef(Model):
     )
 
 
+def _pending(description: str) -> Any:
+    return Field(default=None, ge=1, le=MAX_SECONDS, description=description)
+
+
 class TaskSpec(Model):
     """What one task runs: the Job's container plus retry and timeout policy."""
 
     image: str = Field(
         min_length=1,
-        max_length=_MAX_IMAGE,
+        max_length=IMAGE_MAX,
         description="Container image to run, e.g. busybox:1.36 or ghcr.io/acme/etl@sha256:...",
     )
     command: list[str] | None = Field(
@@ -224,6 +225,10 @@ class TaskSpec(Model):
         le=MAX_SECONDS,
         description="Time limit of one attempt, in seconds (the Job's activeDeadlineSeconds).",
     )
+    pending_timeout_seconds: int | None = _pending(
+        "Time an attempt may wait for its pod to start (an image that does not pull, a missing "
+        "ConfigMap, no node that fits, a quota); then it fails (PodFailure) and is retried."
+    )
     params: list[ParamSpec] = Field(
         default_factory=list,
         max_length=_MAX_PARAMS,
@@ -250,7 +255,7 @@ class TaskObjectSpec(TaskSpec):
 
     image: str = Field(
         min_length=1,
-        max_length=_MAX_IMAGE,
+        max_length=IMAGE_MAX,
         description="Container image to run, e.g. busybox:1.36 or ghcr.io/acme/etl@sha256:...",
         json_schema_extra={
             "x-kubernetes-validations": [
@@ -311,6 +316,7 @@ class PipelineTask(Model):
         le=MAX_SECONDS,
         description="Time limit of one attempt of this step, in seconds; overrides the Task's.",
     )
+    pending_timeout_seconds: int | None = _pending("Overrides the Task's pendingTimeoutSeconds.")
     when: str | None = Field(
         default=None,
         min_length=1,
@@ -376,6 +382,7 @@ class PipelineSpec(Model):
     timeout_seconds: int | None = Field(
         default=None, ge=1, le=MAX_SECONDS, description="Time limit of the whole run, in seconds."
     )
+    pending_timeout_seconds: int | None = _pending("Steps' pendingTimeoutSeconds when unset.")
     suspend: bool = Field(
         default=False,
         strict=True,  # not "yes", "1" or "on": the schema says boolean, so does the operator

@@ -55,6 +55,11 @@ class TaskStatus(Model):
     message: str | None = Field(
         default=None, description="Details of the latest failure, in the Job's or pod's own words."
     )
+    stuck_at: Timestamp | None = Field(
+        default=None,
+        description="When the running attempt was found stuck before its pod started "
+        "(reason and message say why); cleared once the pod runs.",
+    )
     spec_hash: str | None = Field(
         default=None, description="Hash of the resolved task definition the latest attempt ran."
     )

@@ -17,7 +17,7 @@ from sluice.core.jobspec import ResolvedStep
 from sluice.core.observe import JobView
 from sluice.core.phases import T
 
-__all__ = ["fold_jobs", "reopen_fixed"]
+__all__ = ["fail_attempt", "fold_jobs", "reopen_fixed"]
 
 _T = T
 
@@ -57,7 +57,7 @@ def _fold_step(d: Decision, ts: TaskStatus, jobs: list[JobView]) -> None:
     if current is None:
         # Recorded as running, but its Job is gone: someone deleted it.
         message = f"Job {ts.job} was deleted while running"
-        _attempt_failed(d, ts, "JobDeleted", message, FailureKind.POD_FAILURE, d.now)
+        fail_attempt(d, ts, "JobDeleted", message, FailureKind.POD_FAILURE, d.now)
     elif current.state == "Succeeded":
         ts.finished_at = current.finished_at or d.now
         ts.reason, ts.message = "Completed", None
@@ -67,7 +67,7 @@ def _fold_step(d: Decision, ts: TaskStatus, jobs: list[JobView]) -> None:
         kind = retry.classify_job_failure(current.reason, current.message)
         reason, message = _failure_words(current.reason, current.message, kind)
         when = current.finished_at or d.now
-        _attempt_failed(d, ts, reason, message, kind, when, current.created_at)
+        fail_attempt(d, ts, reason, message, kind, when, current.created_at)
 
 
 def _failure_words(reason: str | None, message: str | None, kind: FailureKind) -> tuple[str, str]:
@@ -83,7 +83,7 @@ def _failure_words(reason: str | None, message: str | None, kind: FailureKind) -
     return reason or "Failed", message or ""
 
 
-def _attempt_failed(
+def fail_attempt(
     d: Decision,
     ts: TaskStatus,
     reason: str,

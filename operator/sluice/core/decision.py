@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Literal
 
 from sluice.api import FailureKind, PipelineStatus, RetryPolicy, TaskPhase, TaskStatus
+from sluice.core.jobevents import JobEvent
 from sluice.core.plan import Event, Plan, TaskTransition
 from sluice.core.pods import PodView
 
@@ -29,11 +30,14 @@ class Decision:
         status: PipelineStatus,
         now: datetime,
         pods: Mapping[str, Sequence[PodView]] | None = None,
+        job_events: Mapping[str, Sequence[JobEvent]] | None = None,
     ) -> None:
         self.status = status
         self.now = now
         self.pods: Mapping[str, Sequence[PodView]] = pods or {}
         """What the shell knows of the pods of this pipeline's Jobs, by Job name."""
+        self.job_events: Mapping[str, Sequence[JobEvent]] = job_events or {}
+        """The Events of the Jobs the shell diagnosed (``core.stuck``), by Job name."""
         self.plan = Plan()
         self.steps: dict[str, TaskStatus] = {t.name: t for t in status.tasks}
         """Step name -> its status; written back to ``status.tasks`` at the end."""
@@ -71,6 +75,8 @@ class Decision:
         if new in _TIMED and started and ts.finished_at:
             duration = (ts.finished_at - started).total_seconds()
         ts.phase = new
+        if new != TaskPhase.RUNNING:
+            ts.stuck_at = None  # stuck is a state of a running attempt only
         self.plan.transitions.append(
             TaskTransition(ts.name, old, new, ts.attempts, failure_kind, duration)
         )

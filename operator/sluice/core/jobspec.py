@@ -49,6 +49,8 @@ class ResolvedStep:
     timeout_seconds: int | None
     retry: RetryPolicy
     spec_hash: str
+    pending_timeout_seconds: int | None = None
+    """How long an attempt may wait for its pod to start (step, else Task, else pipeline)."""
 
 
 def _subst_all(values: list[str] | None, env: dict[str, str]) -> list[str] | None:
@@ -56,7 +58,10 @@ def _subst_all(values: list[str] | None, env: dict[str, str]) -> list[str] | Non
 
 
 def resolve_step(
-    step: PipelineTask, task: TaskSpec, pipeline_params: dict[str, str]
+    step: PipelineTask,
+    task: TaskSpec,
+    pipeline_params: dict[str, str],
+    pending_default: int | None = None,
 ) -> ResolvedStep:
     """Apply params and overrides; raises params.MissingParamError for unset params."""
     declared = [(p.name, p.default) for p in task.params]
@@ -105,7 +110,13 @@ def resolve_step(
     digest = hashlib.sha256(
         json.dumps({"template": template, "timeout": timeout}, sort_keys=True).encode()
     ).hexdigest()[:12]
-    return ResolvedStep(step.name, template, timeout, retry, digest)
+    # Not in the hash: how long to wait for a pod is no part of what the pod runs.
+    pending = _first(step.pending_timeout_seconds, task.pending_timeout_seconds, pending_default)
+    return ResolvedStep(step.name, template, timeout, retry, digest, pending)
+
+
+def _first(*values: int | None) -> int | None:
+    return next((v for v in values if v is not None), None)
 
 
 def build_job(

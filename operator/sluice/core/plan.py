@@ -43,5 +43,9 @@ class Plan:
     run_finished: str | None = None
     """The result ("Succeeded", "Failed", "Degraded") when the run first settled now:
     once per run (``status.firstResult`` remembers it)."""
+    diagnose: list[str] = field(default_factory=list)
+    """Jobs whose attempt runs past the stuck threshold without its pod running: the
+    shell reads their pods and Events (unless it read them lately) and reconciles
+    again with them (``pods=``, ``job_events=``; ``core.stuck``)."""
     run_recovered: bool = False
     """The run, first settled as Degraded, succeeded now (after a fix or a retry)."""

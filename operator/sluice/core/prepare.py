@@ -58,7 +58,9 @@ def _resolve_steps(
         if task_spec is None:
             continue  # a problem of the pipeline as a whole (reported) stops it anyway
         try:
-            resolved[step.name] = resolve_step(step, task_spec, pipeline_params)
+            resolved[step.name] = resolve_step(
+                step, task_spec, pipeline_params, spec.pending_timeout_seconds
+            )
         except MissingParamError as err:  # validation missed it: still say so, never stall
             problems.append((step.name, f'task "{step.name}": {err}'))
     return resolved, problems

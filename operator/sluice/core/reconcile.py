@@ -52,10 +52,11 @@ from sluice.api import (
     dump,
     parse_pipeline_status,
 )
-from sluice.core import gates, podsuccess, stages
+from sluice.core import gates, podsuccess, stages, stuck
 from sluice.core.conditions import timed_out
 from sluice.core.dataflow import Flow
 from sluice.core.decision import Decision
+from sluice.core.jobevents import JobEvent
 from sluice.core.observe import JobView, observe_job
 from sluice.core.phases import T
 from sluice.core.plan import Event, Plan, TaskTransition
@@ -83,6 +84,8 @@ def reconcile(
     prepared: Prepared | None = None,
     *,
     pods: Mapping[str, Sequence[PodView]] | None = None,
+    job_events: Mapping[str, Sequence[JobEvent]] | None = None,
+    stuck_after: float = stuck.STUCK_AFTER,
 ) -> Plan:
     """Decide what to do for one Pipeline. Pure: same inputs, same plan.
 
@@ -91,11 +94,15 @@ def reconcile(
     ``prepared`` must be ``prepare(pipeline, tasks)`` for these very spec and
     Tasks (computed here when not given): reconcile is the two pure stages
     :func:`prepare` and :func:`decide`. ``pods`` are what the shell knows of the pods of
-    those Jobs, by Job name (``core.pods.PodView``; a Job absent from it: nothing known).
+    those Jobs, by Job name (``core.pods.PodView``; a Job absent from it: nothing known);
+    ``job_events`` the Events of the Jobs it diagnosed, and ``stuck_after`` the seconds
+    after which a running attempt whose pod has not started is looked at (``core.stuck``).
     """
     if prepared is None:
         prepared = prepare(pipeline, tasks)
-    return decide(prepared, pipeline, jobs, now, pods=pods)
+    return decide(
+        prepared, pipeline, jobs, now, pods=pods, job_events=job_events, stuck_after=stuck_after
+    )
 
 
 def decide(
@@ -105,6 +112,8 @@ def decide(
     now: datetime,
     *,
     pods: Mapping[str, Sequence[PodView]] | None = None,
+    job_events: Mapping[str, Sequence[JobEvent]] | None = None,
+    stuck_after: float = stuck.STUCK_AFTER,
 ) -> Plan:
     """The second stage: from the prepared spec, the Pipeline's metadata and status and
     its Jobs, the plan. Reads ``pipeline``'s metadata and status only (its spec is in
@@ -118,7 +127,7 @@ def decide(
     except ValidationError:
         old_status = PipelineStatus()  # a status we cannot read is rebuilt from the Jobs
     # Freshly parsed objects (no part shared with the input): worked on in place.
-    d = Decision(old_status, now, pods)
+    d = Decision(old_status, now, pods, job_events)
     views = [
         v for v in (j if isinstance(j, JobView) else observe_job(j) for j in jobs) if v is not None
     ]
@@ -153,6 +162,8 @@ def decide(
     main_deps, finally_deps = ctx.flow.main_deps, ctx.flow.finally_deps
     terminal = stages.is_terminal(d)
     stages.reopen_fixed(d, spec, prepared.resolved, retry_token, terminal)
+    if not terminal:
+        stuck.watch(d, spec, prepared.resolved, run_jobs, stuck_after)
     failed = stages.block_dependents(d, main_names, main_deps)
     stages.block_dependents(d, finally_names, finally_deps)
     terminal = terminal or stages.time_out(d, spec, run_jobs)
@@ -167,6 +178,7 @@ def decide(
         d.status.finally_for = outcome
         gates.schedule(d, finally_names, finally_deps, prepared.resolved, owner, ctx, slots)
         stages.block_dependents(d, finally_names, finally_deps)
+    stuck.wake_for(d, stuck_after)
     stages.summarise(d, spec, generation, outcome)
     stages.collect(d, spec, views)
     return _finish(d, raw_status, generation)

@@ -18,7 +18,7 @@ from sluice.api import (
     PipelineSpec,
     TaskPhase,
 )
-from sluice.core import dag, settle, validation
+from sluice.core import dag, settle, stuck, validation
 from sluice.core.attempts import fold_jobs, reopen_fixed
 from sluice.core.conditions import (
     conditions_for,
@@ -202,6 +202,9 @@ def summarise(
     old_phase = st.phase
     st.phase, st.message = phase_and_message(st, steps)
     finally_settled = _finally_phase(d, finals, phases, outcome)
+    stuck_words = stuck.describe([d.step(t.name) for t in [*spec.tasks, *spec.finally_]])
+    if stuck_words and st.phase == _P.RUNNING:
+        st.message = f"{st.message} {stuck_words}"
     if spec.suspend and st.phase in (_P.PENDING, _P.RUNNING):
         st.message = "Suspended: no new tasks start. " + (st.message or "")
 

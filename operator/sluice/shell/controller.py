@@ -33,9 +33,11 @@ from typing import Any
 
 from sluice.core.pods import PodView
 from sluice.core.reconcile import JobView, Plan, Prepared, prepare, reconcile
+from sluice.core.stuck import STUCK_AFTER
 from sluice.metrics import Metrics
 from sluice.shell.backoff import BACKOFF
 from sluice.shell.bodies import REJECTED, not_older, refused_status, slim
+from sluice.shell.diagnose import Diagnoser
 from sluice.shell.expectations import Expectations, Refusals
 from sluice.shell.jobs import JobIndex, PipelineKey
 from sluice.shell.kube import ApiError, Kube
@@ -82,6 +84,7 @@ class Controller:
         watch_timeout: float = 70.0,
         status_interval: float = 1.0,
         status_writers: int = STATUS_WRITERS,
+        stuck_after: float = STUCK_AFTER,
     ) -> None:
         self.kube = kube
         self.acting = False
@@ -103,6 +106,7 @@ class Controller:
         self.tasks = tasks
         self.metrics = metrics
         self.recorder = Recorder(metrics)
+        self.diagnoser = Diagnoser(kube, stuck_after, on_read=metrics.stuck_reads.inc)
         self.workers: dict[PipelineKey, _Worker] = {}
         self.stopping = False
         self.task_epochs: dict[str, int] = {}
@@ -178,6 +182,7 @@ class Controller:
         self.status.forget(key)
         self.expectations.forget(key)
         self.refusals.forget(key)
+        self.diagnoser.forget(key)
         if worker and not any(k[0] == key[0] for k in self.workers):
             self.job_index.release(key[0])
             self.pod_index.release(key[0])
@@ -301,7 +306,13 @@ class Controller:
             return False, None
         tasks = self.tasks(ns)
         now = datetime.now(UTC)
-        plan = reconcile(body, tasks, jobs, now, prepared=self._prepare(body, tasks), pods=pods)
+        prepared = self._prepare(body, tasks)
+        plan = await self.diagnoser.decide(  # stuck steps: their pods read first (diagnose.py)
+            worker.key,
+            [j.name for j in jobs if j.state == "Active"],
+            lambda **seen: reconcile(body, tasks, jobs, now, prepared=prepared, **seen),
+            pods,
+        )
         completion_seen = worker.woken_by_completion
         worker.woken_by_completion = None
         created, decided = await self._apply(worker, plan, now, body)

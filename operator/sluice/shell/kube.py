@@ -296,6 +296,14 @@ class Kube:
             decode=False,
         )
 
+    async def list_core(
+        self, namespace: str, resource: str, labels: str = "", fields: str = ""
+    ) -> dict[str, Any]:
+        """One list of a core/v1 resource (pods, events) by label and field selector."""
+        params = {k: v for k, v in (("labelSelector", labels), ("fieldSelector", fields)) if v}
+        path = f"/api/v1/namespaces/{quote(namespace)}/{resource}"
+        return await self._request("GET", path, params=params | {"limit": "100"})
+
     async def read_job(self, namespace: str, name: str) -> dict[str, Any]:
         return await self._request(
             "GET", f"/apis/batch/v1/namespaces/{quote(namespace)}/jobs/{quote(name)}"

@@ -42,6 +42,8 @@ class Recorder:
         self.phases: dict[PipelineKey, str | None] = {}
         self.step_series: dict[PipelineKey, set[tuple[str, str]]] = {}
         """The (step, result) series of sluice_step_last_duration_seconds, by pipeline."""
+        self.stuck: dict[PipelineKey, tuple[str, ...]] = {}
+        """The reasons of each pipeline's stuck steps (sluice_steps_stuck)."""
         self.leading = False
 
     def lead(self, leading: bool) -> None:
@@ -51,6 +53,8 @@ class Recorder:
         if not leading:
             self.phases.clear()
             self.step_series.clear()
+            self.stuck.clear()
+            self.metrics.steps_stuck.clear()
             self.metrics.pipeline_degraded.clear()
             self.metrics.step_last_duration.clear()
             self.metrics.pipelines.clear()
@@ -85,6 +89,10 @@ class Recorder:
             self.phases[key] = phase
             self._phase_gauge()
         m.pipeline_degraded.labels(ns, name).set(1 if phase == "Degraded" else 0)
+        reasons = _stuck_reasons(status)
+        if reasons != self.stuck.get(key, ()):
+            self.stuck[key] = reasons
+            self._stuck_gauge(ns)
         self._step_durations(key, plan, status)
 
     def _step_durations(self, key: PipelineKey, plan: Plan, status: Mapping[str, Any]) -> None:
@@ -104,6 +112,8 @@ class Recorder:
 
     def forget(self, key: PipelineKey) -> None:
         self.phases.pop(key, None)
+        if self.stuck.pop(key, None):
+            self._stuck_gauge(key[0])
         with contextlib.suppress(KeyError):
             self.metrics.pipeline_degraded.remove(*key)
         for step, result in self.step_series.pop(key, set()):
@@ -119,3 +129,26 @@ class Recorder:
                 counts[phase] += 1
         for phase, n in counts.items():
             self.metrics.pipelines.labels(phase).set(n)
+
+    def _stuck_gauge(self, ns: str) -> None:
+        counts: dict[str, int] = {}
+        for key, reasons in self.stuck.items():
+            if key[0] == ns:
+                for reason in reasons:
+                    counts[reason] = counts.get(reason, 0) + 1
+        gauge = self.metrics.steps_stuck
+        for labels in [s.labels for m in gauge.collect() for s in m.samples]:
+            if labels["namespace"] == ns and labels["reason"] not in counts:
+                gauge.remove(ns, labels["reason"])
+        for reason, n in counts.items():
+            gauge.labels(ns, reason).set(n)
+
+
+def _stuck_reasons(status: Mapping[str, Any]) -> tuple[str, ...]:
+    return tuple(
+        sorted(
+            str(t.get("reason") or "Unknown")
+            for t in status.get("tasks") or []
+            if t.get("phase") == "Running" and t.get("stuckAt")
+        )
+    )
