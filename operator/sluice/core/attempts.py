@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from sluice.api import FailureKind, PipelineSpec, RetryPolicy, TaskStatus
-from sluice.core import retry
+from sluice.core import harvest, retry
 from sluice.core.decision import Decision
 from sluice.core.jobspec import ResolvedStep
 from sluice.core.observe import JobView
@@ -59,6 +59,9 @@ def _fold_step(d: Decision, ts: TaskStatus, jobs: list[JobView]) -> None:
         message = f"Job {ts.job} was deleted while running"
         _attempt_failed(d, ts, "JobDeleted", message, FailureKind.POD_FAILURE, d.now)
     elif current.state == "Succeeded":
+        declared = d.declared.get(ts.name)
+        if declared and not _record_results(d, ts, current, declared):
+            return
         ts.finished_at = current.finished_at or d.now
         ts.reason, ts.message = "Completed", None
         ts.next_retry_at = None
@@ -67,6 +70,23 @@ def _fold_step(d: Decision, ts: TaskStatus, jobs: list[JobView]) -> None:
         kind = retry.classify_job_failure(current.reason, current.message)
         reason, message = _failure_words(current.reason, current.message, kind)
         _attempt_failed(d, ts, reason, message, kind, current.finished_at or d.now)
+
+
+def _record_results(d: Decision, ts: TaskStatus, job: JobView, declared: Sequence[str]) -> bool:
+    """Record the results of the succeeded attempt ``job``: whether the step succeeds now
+    (False: its pods are not read yet, or the attempt failed for its results)."""
+    if ts.results:
+        return True
+    used = harvest.used_bytes([*(s.results for s in d.steps.values()), d.status.results])
+    found = harvest.harvest(job.name, d.pods.get(job.name), declared, step=ts.name, used=used)
+    if found is None:
+        return False
+    if isinstance(found, harvest.Unreadable):
+        when = job.finished_at or d.now
+        _attempt_failed(d, ts, found.reason, found.message, found.kind, when, final=found.final)
+        return False
+    ts.results = found
+    return True
 
 
 def _failure_words(reason: str | None, message: str | None, kind: FailureKind) -> tuple[str, str]:
@@ -83,7 +103,14 @@ def _failure_words(reason: str | None, message: str | None, kind: FailureKind) -
 
 
 def _attempt_failed(
-    d: Decision, ts: TaskStatus, reason: str, message: str, kind: FailureKind, when: datetime
+    d: Decision,
+    ts: TaskStatus,
+    reason: str,
+    message: str,
+    kind: FailureKind,
+    when: datetime,
+    *,
+    final: bool = False,
 ) -> None:
     ts.reason, ts.message = reason, message
     ts.finished_at = when
@@ -91,7 +118,9 @@ def _attempt_failed(
     policy = d.retry_policies.get(ts.name) or RetryPolicy()
     limit = policy.limit
     used = ts.attempts - ts.retry_base
-    retryable = retry.is_retryable(kind, policy.retry_on) and reason != retry.JOB_REJECTED
+    retryable = (
+        retry.is_retryable(kind, policy.retry_on) and reason != retry.JOB_REJECTED and not final
+    )
     detail = f": {message}" if message else ""
     if retryable and used <= limit:
         b = policy.backoff

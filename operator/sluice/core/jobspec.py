@@ -10,17 +10,21 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sluice.api import API_VERSION, PIPELINE_KIND, PipelineTask, RetryPolicy, TaskSpec
-from sluice.core import naming, params
+from sluice.core import naming, params, references
+from sluice.core.reference_syntax import Ref
+from sluice.core.results import RESULTS_PATH_ENV, TERMINATION_MESSAGE_PATH
 
 __all__ = [
     "CONTAINER_NAME",
     "ResolvedStep",
     "build_job",
     "resolve_step",
+    "substitute_results",
 ]
 
 CONTAINER_NAME = "main"
@@ -47,10 +51,21 @@ class ResolvedStep:
     timeout_seconds: int | None
     retry: RetryPolicy
     spec_hash: str
+    results: tuple[str, ...] = ()
+    """The result names its task declares (its Job reports them: ``core.results``)."""
 
 
 def _subst_all(values: list[str] | None, env: dict[str, str]) -> list[str] | None:
     return None if values is None else [params.substitute(v, env) for v in values]
+
+
+def _report_results(container: dict[str, Any]) -> None:
+    """Where ``main`` writes its results. Only for steps that declare results, so the
+    template (and the hash) of every other step stays what it was."""
+    container["terminationMessagePath"] = TERMINATION_MESSAGE_PATH
+    env = container.setdefault("env", [])
+    if not any(v.get("name") == RESULTS_PATH_ENV for v in env):
+        env.append({"name": RESULTS_PATH_ENV, "value": TERMINATION_MESSAGE_PATH})
 
 
 def resolve_step(
@@ -74,6 +89,8 @@ def resolve_step(
                 var["value"] = params.substitute(var["value"], values)
             env.append(var)
         container["env"] = env
+    if task.results:
+        _report_results(container)
     if task.env_from is not None:
         container["envFrom"] = [dict(e) for e in task.env_from]
     if task.resources is not None:
@@ -103,7 +120,23 @@ def resolve_step(
     digest = hashlib.sha256(
         json.dumps({"template": template, "timeout": timeout}, sort_keys=True).encode()
     ).hexdigest()[:12]
-    return ResolvedStep(step.name, template, timeout, retry, digest)
+    names = tuple(r.name for r in task.results)
+    return ResolvedStep(step.name, template, timeout, retry, digest, names)
+
+
+def substitute_results(template: dict[str, Any], values: Mapping[Ref, str]) -> None:
+    """Put the producers' results into the ``main`` container's command, args and env
+    values, in place (``$`` doubled: the kubelet expands ``$(VAR)`` there). Raises
+    ``references.MissingValueError`` naming the references without a value."""
+    for c in template["spec"]["containers"]:
+        if c.get("name") != CONTAINER_NAME:
+            continue
+        for key in ("command", "args"):
+            if c.get(key) is not None:
+                c[key] = [references.substitute(t, values, kubelet=True) for t in c[key]]
+        for var in c.get("env") or []:
+            if isinstance(var.get("value"), str):
+                var["value"] = references.substitute(var["value"], values, kubelet=True)
 
 
 def build_job(
@@ -115,13 +148,19 @@ def build_job(
     run: int,
     attempt: int,
     retry_base: int,
+    values: Mapping[Ref, str] | None = None,
 ) -> dict[str, Any]:
-    """The Job for one attempt; its name is the idempotency key of that attempt."""
+    """The Job for one attempt; its name is the idempotency key of that attempt.
+
+    ``values`` are the values of the results its texts refer to (``dataflow.text_values``),
+    substituted at this point: they exist only once the producers succeeded."""
     labels = naming.job_labels(pipeline, step.name, run, attempt)
     annotations = naming.job_annotations(pipeline, step.name, step.spec_hash)
     annotations[naming.ANNOTATION_RETRY_BASE] = str(retry_base)
 
     template = copy.deepcopy(step.pod_template)
+    if values:
+        substitute_results(template, values)
     template["metadata"]["labels"] = {**(template["metadata"].get("labels") or {}), **labels}
     spec: dict[str, Any] = {
         "backoffLimit": 0,

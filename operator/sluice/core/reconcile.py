@@ -47,10 +47,10 @@ from sluice.api import (
     dump,
     parse_pipeline_status,
 )
-from sluice.core import stages
+from sluice.core import harvest, stages
 from sluice.core.decision import Decision
 from sluice.core.observe import JobView, observe_job
-from sluice.core.phases import T
+from sluice.core.phases import P, T
 from sluice.core.plan import Event, Plan, TaskTransition
 from sluice.core.pods import PodView
 from sluice.core.prepare import Prepared, prepare
@@ -134,13 +134,17 @@ def decide(
     step_names = [t.name for t in spec.tasks]
     d.steps = {n: d.step(n) for n in step_names}  # steps removed from the spec drop out
     d.retry_policies = {n: res.retry for n, res in prepared.resolved.items()}
+    d.declared = prepared.declared
+    d.text_refs = prepared.text_refs
     stages.fold_jobs(d, step_names, run_jobs)
     problems += _step_problems(d, prepared)
     if problems:
         stages.fail_invalid(d, problems, generation)
         return _finish(d, raw_status, generation)
 
-    deps = {t.name: list(t.depends_on) for t in spec.tasks}
+    flow = prepared.flow
+    # dependsOn plus the producers each step refers to (dataflow): one graph for all.
+    deps = flow.main_deps if flow else {t.name: list(t.depends_on) for t in spec.tasks}
     terminal = stages.is_terminal(d)
     stages.reopen_fixed(d, spec, prepared.resolved, retry_token, terminal)
     failed = stages.block_dependents(d, step_names, deps)
@@ -148,8 +152,16 @@ def decide(
     if _may_start(spec, terminal, failed):
         stages.schedule(d, spec, deps, prepared.resolved, _owner(meta))
     stages.summarise(d, spec, generation)
+    _pipeline_results(d, spec)
     stages.collect(d, spec, views)
     return _finish(d, raw_status, generation)
+
+
+def _pipeline_results(d: Decision, spec: PipelineSpec) -> None:
+    """``spec.results`` resolved into ``status.results``, once the run has succeeded."""
+    if spec.results and d.status.phase == P.SUCCEEDED and d.status.results is None:
+        recorded = {n: s.results for n, s in d.steps.items() if s.results}
+        d.status.results = harvest.pipeline_results(spec.results, recorded)
 
 
 def _step_problems(d: Decision, prepared: Prepared) -> list[str]:

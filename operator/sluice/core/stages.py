@@ -18,7 +18,7 @@ from sluice.api import (
     PipelineSpec,
     TaskStatus,
 )
-from sluice.core import dag, validation
+from sluice.core import dag, dataflow, references, validation
 from sluice.core.attempts import fold_jobs, reopen_fixed
 from sluice.core.conditions import (
     conditions_for,
@@ -100,6 +100,7 @@ def _start_run(
     st.started_at = d.now
     st.finished_at = None
     st.first_result = None
+    st.results = None
     st.phase = _P.PENDING
     st.handled_rerun = rerun
     st.handled_retry = retry_token
@@ -231,16 +232,31 @@ def _startable(d: Decision, spec: PipelineSpec, deps: Mapping[str, Sequence[str]
 
 
 def _start_attempt(d: Decision, ts: TaskStatus, res: ResolvedStep, owner: PipelineRef) -> None:
+    refs = d.text_refs.get(res.name)
+    values = None
+    if refs:
+        recorded = {n: s.results for n, s in d.steps.items() if s.results}
+        values = dataflow.text_values(refs, results=recorded)
+    try:
+        manifest = build_job(
+            pipeline=owner.name,
+            namespace=owner.namespace,
+            pipeline_uid=owner.uid,
+            step=res,
+            run=d.status.run,
+            attempt=ts.attempts + 1,
+            retry_base=ts.retry_base,
+            values=values,
+        )
+    except references.MissingValueError as err:
+        # The producers succeeded without these results (their Task changed since?).
+        ts.reason, ts.message = "MissingResults", f'task "{ts.name}": {err}'
+        ts.finished_at = d.now
+        d.move(ts, _T.FAILED)
+        d.event("Warning", "TaskFailed", f"{ts.message[0].upper()}{ts.message[1:]}.")
+        return
     ts.attempts += 1
-    manifest = build_job(
-        pipeline=owner.name,
-        namespace=owner.namespace,
-        pipeline_uid=owner.uid,
-        step=res,
-        run=d.status.run,
-        attempt=ts.attempts,
-        retry_base=ts.retry_base,
-    )
+    ts.results = None
     d.plan.create.append(manifest)
     ts.job = manifest["metadata"]["name"]
     ts.spec_hash = res.spec_hash

@@ -38,6 +38,7 @@ from sluice.shell.bodies import REJECTED, not_older, refused_status, slim
 from sluice.shell.expectations import Expectations, Refusals
 from sluice.shell.jobs import JobIndex, PipelineKey
 from sluice.shell.kube import ApiError, Kube
+from sluice.shell.podreads import PodReads
 from sluice.shell.recorder import Recorder
 from sluice.shell.status import STATUS_WRITERS, StatusWriter
 
@@ -99,6 +100,7 @@ class Controller:
         self.tasks = tasks
         self.metrics = metrics
         self.recorder = Recorder(metrics)
+        self.pod_reads = PodReads(kube)
         self.workers: dict[PipelineKey, _Worker] = {}
         self.stopping = False
         self.task_epochs: dict[str, int] = {}
@@ -292,7 +294,9 @@ class Controller:
             return False, None
         tasks = self.tasks(ns)
         now = datetime.now(UTC)
-        plan = reconcile(body, tasks, jobs, now, prepared=self._prepare(body, tasks))
+        prepared = self._prepare(body, tasks)
+        pods = await self.pod_reads.for_reconcile(ns, body, jobs, prepared)
+        plan = reconcile(body, tasks, jobs, now, prepared=prepared, pods=pods)
         completion_seen = worker.woken_by_completion
         worker.woken_by_completion = None
         created, decided = await self._apply(worker, plan, now, body)

@@ -200,6 +200,12 @@ class Kube:
             "GET", f"/apis/batch/v1/namespaces/{quote(namespace)}/jobs", params=params
         )
 
+    async def list_pods(self, namespace: str, selector: str) -> dict[str, Any]:
+        """The namespace's pods matching ``selector`` (one Job's: a handful)."""
+        return await self._request(
+            "GET", f"/api/v1/namespaces/{quote(namespace)}/pods", params={"labelSelector": selector}
+        )
+
     async def watch_jobs(
         self, namespace: str, selector: str, resource_version: str, idle_timeout: float
     ) -> AsyncIterator[dict[str, Any]]:

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from sluice.api import PipelineSpec, PipelineTask, TaskSpec, parse_pipeline_spec
 from sluice.core import dag, naming, params
+from sluice.core.validation.flow import check_flow
 from sluice.core.validation.report import (
     MAX_OBJECT_BYTES,
     STATUS_BYTES_PER_TASK,
@@ -55,6 +56,7 @@ def check_pipeline(
     if name is not None:
         _check_jobnames_list(report, pipeline, name)
     _check_steps(report, pipeline, tasks)
+    check_flow(report, pipeline, tasks)
     if size is not None:
         _check_size(report, pipeline, size)
     return report

@@ -12,6 +12,7 @@ from typing import Any, Final, Literal
 from pydantic import ValidationError
 
 from sluice.api import PipelineSpec, TaskSpec
+from sluice.core.dataflow import Flow
 
 __all__ = [
     "MAX_LISTED",
@@ -73,6 +74,8 @@ class Report:
     """The parsed Task spec, when it parses (check_task only)."""
     tasks: dict[str, TaskSpec] = field(default_factory=dict)
     """Referenced Tasks that exist and are valid, parsed (check_pipeline only)."""
+    flow: Flow | None = None
+    """The pipeline's data flow (``sluice.core.dataflow``), when its spec parses."""
 
     @property
     def errors(self) -> list[Finding]:
