@@ -68,7 +68,6 @@ class World:
             self.pod_reads.append(name)
             pods = []
             if name in self.messages:
-                job = self.jobs[name]
                 state = {"terminated": {"exitCode": 0, "message": self.messages[name]}}
                 if self.messages[name] is None:
                     del state["terminated"]["message"]

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from sluice.api import parse_pipeline_spec
 from sluice.core import results, validation
 from sluice.core.jobspec import CONTAINER_NAME, build_job, resolve_step
-from sluice.api import parse_pipeline_spec
 from support.world import World
 
 IMG = "busybox:1.36"
