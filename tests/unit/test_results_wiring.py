@@ -4,11 +4,16 @@ results, and validation of references."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from sluice.api import parse_pipeline_spec
 from sluice.core import results, validation
 from sluice.core.jobspec import CONTAINER_NAME, build_job, resolve_step
+from sluice.core.observe import observe_job
+from sluice.core.reconcile import prepare, reconcile
+from sluice.shell.kube import ApiError
+from sluice.shell.podreads import PodReads
 from support.world import World
 
 IMG = "busybox:1.36"
@@ -169,3 +174,59 @@ def test_validation_checks_pipeline_results_and_result_names() -> None:
     spec = _spec()
     spec["tasks"][0]["task"]["results"] = [{"name": "a"}, {"name": "a"}]
     assert any("declared twice" in m for m in _errors(spec))
+
+
+def test_results_not_read_yet_keep_the_step_running_and_ask_to_look_again() -> None:
+    w = World.of(_spec())
+    w.reconcile()
+    w.succeed("train", {"model-uri": "u", "auc": "1"})
+    plan = reconcile(w.pipeline, w.tasks, list(w.jobs.values()), w.now, pods={})
+    st = plan.status or {}
+    train = next(t for t in st.get("tasks", w.status["tasks"]) if t["name"] == "train")
+    assert train["phase"] == "Running"
+    assert plan.requeue_after == 5
+
+
+class _FakeKube:
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.fail = fail
+
+    async def list_pods(self, namespace: str, selector: str) -> dict[str, Any]:
+        self.calls.append((namespace, selector))
+        if self.fail:
+            raise ApiError(403, "Forbidden")
+        pod = {
+            "metadata": {"name": "x", "namespace": namespace, "labels": {"job-name": "j"}},
+            "status": {
+                "phase": "Succeeded",
+                "containerStatuses": [
+                    {"name": "main", "state": {"terminated": {"exitCode": 0, "message": "{}"}}}
+                ],
+            },
+        }
+        return {"items": [pod]}
+
+
+def test_pod_reads_list_one_jobs_pods_by_label_once() -> None:
+    kube = _FakeKube()
+    reads = PodReads(kube)  # type: ignore[arg-type]
+    first = asyncio.run(reads.job_pods("ns", "p-r1-train-a1"))
+    again = asyncio.run(reads.job_pods("ns", "p-r1-train-a1"))
+    assert first == again and first is not None and first[0].termination_message == "{}"
+    assert kube.calls == [("ns", "batch.kubernetes.io/job-name=p-r1-train-a1")]
+
+
+def test_pod_reads_only_for_steps_with_results_and_a_failed_read_is_not_remembered() -> None:
+    w = World.of({"tasks": [{"name": "a", "task": {"image": IMG}}]})
+    w.reconcile()
+    w.succeed("a")
+    kube = _FakeKube(fail=True)
+    reads = PodReads(kube)  # type: ignore[arg-type]
+    views = [v for v in map(observe_job, w.jobs.values()) if v is not None]
+    prepared = prepare(w.pipeline, w.tasks)
+    assert asyncio.run(reads.for_reconcile("ns", w.pipeline, views, prepared)) == {}
+    assert kube.calls == []  # a step without results costs no request
+    assert asyncio.run(reads.job_pods("ns", "j")) is None
+    assert asyncio.run(reads.job_pods("ns", "j")) is None
+    assert len(kube.calls) == 2

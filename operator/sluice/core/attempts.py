@@ -20,6 +20,7 @@ from sluice.core.phases import T
 __all__ = ["fold_jobs", "reopen_fixed"]
 
 _T = T
+_READ_AGAIN_SECONDS = 5
 
 
 # ---------------------------------------------------------------------- fold in the Jobs
@@ -80,6 +81,9 @@ def _record_results(d: Decision, ts: TaskStatus, job: JobView, declared: Sequenc
     used = harvest.used_bytes([*(s.results for s in d.steps.values()), d.status.results])
     found = harvest.harvest(job.name, d.pods.get(job.name), declared, step=ts.name, used=used)
     if found is None:
+        # Its pods are not known yet (the shell reads them; a read that failed is tried
+        # again by this wake-up).
+        d.due_in(d.now + timedelta(seconds=_READ_AGAIN_SECONDS))
         return False
     if isinstance(found, harvest.Unreadable):
         when = job.finished_at or d.now
