@@ -51,6 +51,7 @@ def _fold_step(d: Decision, ts: TaskStatus, jobs: list[JobView]) -> None:
         ts.finished_at = None
         ts.next_retry_at = None
         ts.reason = ts.message = None
+        ts.results = None
         d.move(ts, _T.RUNNING)
     if ts.phase != _T.RUNNING:
         return
@@ -181,6 +182,7 @@ def reopen_fixed(
 def _reopen(d: Decision, ts: TaskStatus, reason: str, message: str) -> None:
     ts.retry_base = ts.attempts
     ts.finished_at = None
+    ts.results = None
     ts.next_retry_at = None
     ts.reason, ts.message = reason, message
     d.move(ts, _T.PENDING)

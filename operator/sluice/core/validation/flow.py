@@ -17,6 +17,8 @@ from sluice.core.validation.report import Report, did_you_mean, quote
 
 __all__ = ["check_flow", "step_task"]
 
+_TASKS = "$(tasks."
+
 
 def step_task(
     step: PipelineTask, report: Report, tasks: Mapping[str, Mapping[str, Any]] | None
@@ -57,12 +59,27 @@ def check_flow(
     """Analyse the data flow (kept in ``report.flow``) and report its problems."""
     main = [_step_flow(s, report, tasks) for s in spec.tasks]
     finally_ = [_step_flow(s, report, tasks) for s in spec.finally_]
+    if _plain(spec, main):
+        # No data flow at all (the common case): the graph is dependsOn, nothing to check.
+        report.flow = dataflow.Flow(
+            main_deps={s.name: list(s.depends_on) for s in main},
+            refs={s.name: [] for s in main},
+            result_producers={s.name: [] for s in main},
+        )
+        return
     flow = dataflow.analyse([p.name for p in spec.params], main, finally_)
     report.flow = flow
     for problem in flow.problems:
         report.add(problem.severity, problem.message, step=problem.step, external=problem.external)
     _unknown_producers(report, spec, flow, main)
     _pipeline_results(report, spec, main)
+
+
+def _plain(spec: PipelineSpec, main: list[dataflow.StepFlow]) -> bool:
+    """No references, ``when``, finally steps or pipeline results anywhere."""
+    if spec.finally_ or spec.results:
+        return False
+    return all(s.when is None and not any(_TASKS in t for _, t in s.texts) for s in main)
 
 
 def _unknown_producers(
