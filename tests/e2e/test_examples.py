@@ -36,7 +36,7 @@ def test_hello_and_ml_lifecycle_examples_succeed(
         for j in train
         if j.metadata.annotations["sluice.dev/task-name"] == "register"
     )
-    assert register.command[4:6] == ["--uri", uri]
+    assert register.command[3:5] == ["--uri", uri]
     assert {e.name: e.value for e in register.env}["MODEL_AUC"] == "0.871"
 
 
