@@ -34,7 +34,8 @@ from sluice.metrics import Metrics
 from sluice.settings import Settings
 from sluice.shell import admission, handlers, scope
 from sluice.shell.controller import Controller
-from sluice.shell.kube import Kube, load_config
+from sluice.shell.kube import Kube
+from sluice.shell.kubeconfig import load_config
 from sluice.shell.leader import LeaseElector, default_lease_namespace, new_identity
 
 __all__ = ["App", "StartupError", "run"]

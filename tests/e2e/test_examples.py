@@ -29,6 +29,15 @@ def test_hello_and_ml_lifecycle_examples_succeed(
         if j.metadata.annotations["sluice.dev/task-name"] == "train"
     )
     assert container.command[-4:] == ["--data", "s3://acme/churn/2026-11-26", "--epochs", "5"]
+    uri = "s3://acme/churn/models/42"
+    assert st["results"] == {"model-uri": uri, "auc": "0.871"}
+    register = next(
+        j.spec.template.spec.containers[0]
+        for j in train
+        if j.metadata.annotations["sluice.dev/task-name"] == "register"
+    )
+    assert register.command[3:5] == ["--uri", uri]
+    assert {e.name: e.value for e in register.env}["MODEL_AUC"] == "0.871"
 
 
 def test_degraded_example_degrades_then_recovers_when_the_task_is_fixed(

@@ -5,12 +5,15 @@ and lets a test finish Jobs, so whole runs play out in microseconds."""
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sluice.core import harvest
+from sluice.core.observe import observe_job
 from sluice.core.pods import observe_pod
-from sluice.core.reconcile import Plan, reconcile
+from sluice.core.reconcile import Plan, prepare, reconcile
 
 T0 = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
 
@@ -31,6 +34,11 @@ class World:
     """The pod view: pods by Job name (what the shell's pod watch would show)."""
     job_events: dict[str, list[Any]] = field(default_factory=dict)
     stuck_after: float = 30.0
+    messages: dict[str, str | None] = field(default_factory=dict)
+    """The termination message of each succeeded Job's pod (its results); a succeeded Job
+    absent from it has no pod any more."""
+    pod_reads: list[str] = field(default_factory=list)
+    """Jobs whose pods were read, as the shell reads them (``shell.podreads``)."""
 
     @classmethod
     def of(
@@ -55,14 +63,44 @@ class World:
         return cls(pipeline, {k: {"spec": v} for k, v in (tasks or {}).items()})
 
     # ------------------------------------------------------------------ driving
+    def _pods(self) -> dict[str, Any]:
+        """What the shell's targeted reads give: the pods of the Jobs the core wants."""
+        prepared = prepare(self.pipeline, self.tasks)
+        views = [v for v in map(observe_job, self.jobs.values()) if v is not None]
+        out = {}
+        for name in harvest.wanted(self.status, views, prepared.declared):
+            self.pod_reads.append(name)
+            pods = []
+            if name in self.messages:
+                state = {"terminated": {"exitCode": 0, "message": self.messages[name]}}
+                if self.messages[name] is None:
+                    del state["terminated"]["message"]
+                pods.append(
+                    observe_pod(
+                        {
+                            "metadata": {
+                                "name": f"{name}-x",
+                                "namespace": "ns",
+                                "labels": {"job-name": name},
+                            },
+                            "status": {
+                                "phase": "Succeeded",
+                                "containerStatuses": [{"name": "main", "state": state}],
+                            },
+                        }
+                    )
+                )
+            out[name] = pods
+        return out
+
     def reconcile(self) -> Plan:
-        pods = {job: [observe_pod(p) for p in ps] for job, ps in self.pods.items()}
+        view = {job: [observe_pod(p) for p in ps] for job, ps in self.pods.items()}
         plan = reconcile(
             self.pipeline,
             self.tasks,
             list(self.jobs.values()),
             self.now,
-            pods=pods,
+            pods={**self._pods(), **view},
             job_events=self.job_events,
             stuck_after=self.stuck_after,
         )
@@ -121,8 +159,14 @@ class World:
             if not j["status"].get("conditions")
         }
 
-    def succeed(self, task: str) -> None:
+    def succeed(self, task: str, results: dict[str, Any] | str | None = None) -> None:
+        """Finish ``task``'s Job; ``results`` (a dict as JSON, or the raw message) is what
+        its main container wrote to its termination message."""
         job = self.job_of(task)
+        if results is not None:
+            self.messages[job["metadata"]["name"]] = (
+                results if isinstance(results, str) else json.dumps(results)
+            )
         job["status"] = {
             "succeeded": 1,
             "completionTime": ts(self.now),

@@ -193,7 +193,9 @@ def test_leader_election_lease_rule_is_confined_to_the_release_namespace() -> No
 @pytest.mark.parametrize(
     "sets", [(), ("watch.namespaces={a}",)], ids=["cluster-wide", "namespaced"]
 )
-def test_no_rule_touches_secrets_rbac_writes_pods_or_uses_wildcards(sets: tuple[str, ...]) -> None:
+def test_no_rule_touches_secrets_rbac_or_writes_pods_or_uses_wildcards(
+    sets: tuple[str, ...],
+) -> None:
     rules = set().union(
         *(_rules(o) for o in _objects(*sets) if o["kind"] in ("Role", "ClusterRole"))
     )

@@ -107,6 +107,10 @@ No Secrets, no pod writes, no RBAC objects.
   resources: ["pipelines/finalizers"]
   verbs: ["update"]
 - apiGroups: [""]
+  resources: ["pods"]
+  # read-only: the results a step's main container wrote (its termination message)
+  verbs: ["get", "list"]
+- apiGroups: [""]
   resources: ["events"]
   # patch: a repeated Event increments the existing one's count (as client-go's recorder does);
   # list: a stuck step's Job's Events (FailedCreate), by involvedObject

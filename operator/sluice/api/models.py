@@ -61,8 +61,7 @@ _MAX_ENV: Final = 500
 _MAX_ENV_FROM: Final = 100
 _MAX_ARGS: Final = 1000
 MAX_RESULTS: Final = 16  # results one task may declare
-MAX_PIPELINE_RESULTS: Final = 64
-MAX_FINALLY: Final = 100
+MAX_PIPELINE_RESULTS, MAX_FINALLY = 64, 100
 MAX_TEXT: Final = 4096  # a `when`, a pipeline result's value
 
 

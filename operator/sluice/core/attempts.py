@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from sluice.api import FailureKind, PipelineSpec, RetryPolicy, TaskStatus
-from sluice.core import retry
+from sluice.core import harvest, retry
 from sluice.core.decision import Decision
 from sluice.core.jobspec import ResolvedStep
 from sluice.core.observe import JobView
@@ -20,6 +20,7 @@ from sluice.core.phases import T
 __all__ = ["fail_attempt", "fold_jobs", "reopen_fixed"]
 
 _T = T
+_READ_AGAIN_SECONDS = 5
 
 
 # ---------------------------------------------------------------------- fold in the Jobs
@@ -50,6 +51,7 @@ def _fold_step(d: Decision, ts: TaskStatus, jobs: list[JobView]) -> None:
         ts.finished_at = None
         ts.next_retry_at = None
         ts.reason = ts.message = None
+        ts.results = None
         d.move(ts, _T.RUNNING)
     if ts.phase != _T.RUNNING:
         return
@@ -59,6 +61,9 @@ def _fold_step(d: Decision, ts: TaskStatus, jobs: list[JobView]) -> None:
         message = f"Job {ts.job} was deleted while running"
         fail_attempt(d, ts, "JobDeleted", message, FailureKind.POD_FAILURE, d.now)
     elif current.state == "Succeeded":
+        declared = d.declared.get(ts.name)
+        if declared and not _record_results(d, ts, current, declared):
+            return
         ts.finished_at = current.finished_at or d.now
         ts.reason, ts.message = "Completed", None
         ts.next_retry_at = None
@@ -68,6 +73,27 @@ def _fold_step(d: Decision, ts: TaskStatus, jobs: list[JobView]) -> None:
         reason, message = _failure_words(current.reason, current.message, kind)
         when = current.finished_at or d.now
         fail_attempt(d, ts, reason, message, kind, when, current.created_at)
+
+
+def _record_results(d: Decision, ts: TaskStatus, job: JobView, declared: Sequence[str]) -> bool:
+    """Record the results of the succeeded attempt ``job``: whether the step succeeds now
+    (False: its pods are not read yet, or the attempt failed for its results)."""
+    if ts.results:
+        return True
+    used = harvest.used_bytes([*(s.results for s in d.steps.values()), d.status.results])
+    found = harvest.harvest(job.name, d.pods.get(job.name), declared, step=ts.name, used=used)
+    if found is None:
+        # Its pods are not known yet (the shell reads them; a read that failed is tried
+        # again by this wake-up).
+        d.due_in(d.now + timedelta(seconds=_READ_AGAIN_SECONDS))
+        return False
+    if isinstance(found, harvest.Unreadable):
+        when = job.finished_at or d.now
+        kind, final = found.kind, found.final
+        fail_attempt(d, ts, found.reason, found.message, kind, when, job.created_at, final=final)
+        return False
+    ts.results = found
+    return True
 
 
 def _failure_words(reason: str | None, message: str | None, kind: FailureKind) -> tuple[str, str]:
@@ -91,6 +117,8 @@ def fail_attempt(
     kind: FailureKind,
     when: datetime,
     attempt_started: datetime | None = None,
+    *,
+    final: bool = False,
 ) -> None:
     ts.reason, ts.message = reason, message
     ts.finished_at = when
@@ -98,7 +126,9 @@ def fail_attempt(
     policy = d.retry_policies.get(ts.name) or RetryPolicy()
     limit = policy.limit
     used = ts.attempts - ts.retry_base
-    retryable = retry.is_retryable(kind, policy.retry_on) and reason != retry.JOB_REJECTED
+    retryable = (
+        retry.is_retryable(kind, policy.retry_on) and reason != retry.JOB_REJECTED and not final
+    )
     detail = f": {message}" if message else ""
     if retryable and used <= limit:
         b = policy.backoff
@@ -155,6 +185,7 @@ def reopen_fixed(
 def _reopen(d: Decision, ts: TaskStatus, reason: str, message: str) -> None:
     ts.retry_base = ts.attempts
     ts.finished_at = None
+    ts.results = None
     ts.next_retry_at = None
     ts.reason, ts.message = reason, message
     d.move(ts, _T.PENDING)

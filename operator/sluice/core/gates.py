@@ -201,6 +201,7 @@ def _start_attempt(
         _fail(d, ts, "UnresolvedReference", str(err))
         return False
     ts.attempts += 1
+    ts.results = None  # a new attempt starts without an older attempt's results
     d.plan.create.append(manifest)
     ts.job = manifest["metadata"]["name"]
     ts.spec_hash = res.spec_hash

@@ -17,6 +17,7 @@ from typing import Any
 from sluice.api import API_VERSION, PIPELINE_KIND, PipelineTask, RetryPolicy, TaskSpec
 from sluice.core import naming, params, references
 from sluice.core.references import Ref
+from sluice.core.results import RESULTS_PATH_ENV, TERMINATION_MESSAGE_PATH
 
 __all__ = [
     "CONTAINER_NAME",
@@ -51,10 +52,21 @@ class ResolvedStep:
     spec_hash: str
     pending_timeout_seconds: int | None = None
     """How long an attempt may wait for its pod to start (step, else Task, else pipeline)."""
+    results: tuple[str, ...] = ()
+    """The result names its task declares (its Job reports them: ``core.results``)."""
 
 
 def _subst_all(values: list[str] | None, env: dict[str, str]) -> list[str] | None:
     return None if values is None else [params.substitute(v, env) for v in values]
+
+
+def _report_results(container: dict[str, Any]) -> None:
+    """Where ``main`` writes its results. Only for steps that declare results, so the
+    template (and the hash) of every other step stays what it was."""
+    container["terminationMessagePath"] = TERMINATION_MESSAGE_PATH
+    env = container.setdefault("env", [])
+    if not any(v.get("name") == RESULTS_PATH_ENV for v in env):
+        env.append({"name": RESULTS_PATH_ENV, "value": TERMINATION_MESSAGE_PATH})
 
 
 def resolve_step(
@@ -81,6 +93,8 @@ def resolve_step(
                 var["value"] = params.substitute(var["value"], values)
             env.append(var)
         container["env"] = env
+    if task.results:
+        _report_results(container)
     if task.env_from is not None:
         container["envFrom"] = [dict(e) for e in task.env_from]
     if task.resources is not None:
@@ -112,7 +126,10 @@ def resolve_step(
     ).hexdigest()[:12]
     # Not in the hash: how long to wait for a pod is no part of what the pod runs.
     pending = _first(step.pending_timeout_seconds, task.pending_timeout_seconds, pending_default)
-    return ResolvedStep(step.name, template, timeout, retry, digest, pending)
+    names = tuple(r.name for r in task.results)
+    return ResolvedStep(
+        step.name, template, timeout, retry, digest, pending_timeout_seconds=pending, results=names
+    )
 
 
 def _first(*values: int | None) -> int | None:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from sluice.api import PipelineSpec
 from sluice.core import validation
+from sluice.core.dataflow import Flow
 from sluice.core.jobspec import ResolvedStep, resolve_step
 from sluice.core.params import MissingParamError
+from sluice.core.reference_syntax import Ref
 
 __all__ = ["Prepared", "prepare"]
 
@@ -25,6 +28,29 @@ class Prepared:
     report: validation.Report
     resolved: dict[str, ResolvedStep]
     step_problems: list[tuple[str, str]]
+
+    @property
+    def flow(self) -> Flow | None:
+        """The data flow (merged dependencies, references), when the spec parses."""
+        return self.report.flow
+
+    @cached_property
+    def text_refs(self) -> dict[str, list[Ref]]:
+        """The result references in each step's params, command, args and env values."""
+        flow = self.report.flow
+        if flow is None:
+            return {}
+        out = {}
+        for step, refs in flow.refs.items():
+            found = [r for where, r in refs if where != "when" and r.kind == "result"]
+            if found:
+                out[step] = list(dict.fromkeys(found))
+        return out
+
+    @cached_property
+    def declared(self) -> dict[str, tuple[str, ...]]:
+        """The result names of each resolved step that declares results."""
+        return {n: r.results for n, r in self.resolved.items() if r.results}
 
 
 def prepare(pipeline: Mapping[str, Any], tasks: Mapping[str, Mapping[str, Any]]) -> Prepared:

@@ -52,13 +52,13 @@ from sluice.api import (
     dump,
     parse_pipeline_status,
 )
-from sluice.core import gates, podsuccess, stages, stuck
+from sluice.core import gates, harvest, podsuccess, stages, stuck
 from sluice.core.conditions import timed_out
 from sluice.core.dataflow import Flow
 from sluice.core.decision import Decision
 from sluice.core.jobevents import JobEvent
 from sluice.core.observe import JobView, observe_job
-from sluice.core.phases import T
+from sluice.core.phases import P, T
 from sluice.core.plan import Event, Plan, TaskTransition
 from sluice.core.pods import PodView
 from sluice.core.prepare import Prepared, prepare
@@ -152,6 +152,8 @@ def decide(
     step_names = [*main_names, *finally_names]
     d.steps = {n: d.step(n) for n in step_names}  # steps removed from the spec drop out
     d.retry_policies = {n: res.retry for n, res in prepared.resolved.items()}
+    d.declared = prepared.declared
+    d.text_refs = prepared.text_refs
     stages.fold_jobs(d, step_names, run_jobs)
     problems += _step_problems(d, prepared)
     if problems:
@@ -180,6 +182,7 @@ def decide(
         stages.block_dependents(d, finally_names, finally_deps)
     stuck.wake_for(d, stuck_after)
     stages.summarise(d, spec, generation, outcome)
+    _pipeline_results(d, spec)
     stages.collect(d, spec, views)
     return _finish(d, raw_status, generation)
 
@@ -199,6 +202,13 @@ def _flow_context(spec: PipelineSpec, prepared: Prepared) -> gates.FlowContext:
         finally_=[t.name for t in spec.finally_],
         stop_all=spec.failure_policy == "StopAll",
     )
+
+
+def _pipeline_results(d: Decision, spec: PipelineSpec) -> None:
+    """``spec.results`` resolved into ``status.results``, once the run has succeeded."""
+    if spec.results and d.status.phase == P.SUCCEEDED and d.status.results is None:
+        recorded = {n: s.results for n, s in d.steps.items() if s.results}
+        d.status.results = harvest.pipeline_results(spec.results, recorded)
 
 
 def _step_problems(d: Decision, prepared: Prepared) -> list[str]:

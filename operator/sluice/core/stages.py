@@ -90,6 +90,7 @@ def _start_run(
     st.started_at = d.now
     st.finished_at = None
     st.first_result = None
+    st.results = None
     st.phase = _P.PENDING
     st.handled_rerun = rerun
     st.handled_retry = retry_token

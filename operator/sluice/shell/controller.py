@@ -25,14 +25,13 @@ import contextlib
 import contextvars
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from sluice.core.pods import PodView
-from sluice.core.reconcile import JobView, Plan, Prepared, prepare, reconcile
+from sluice.core.reconcile import JobView, Plan, reconcile
 from sluice.core.stuck import STUCK_AFTER
 from sluice.metrics import Metrics
 from sluice.shell.backoff import BACKOFF
@@ -41,7 +40,9 @@ from sluice.shell.diagnose import Diagnoser
 from sluice.shell.expectations import Expectations, Refusals
 from sluice.shell.jobs import JobIndex, PipelineKey
 from sluice.shell.kube import ApiError, Kube
+from sluice.shell.podreads import PodReads
 from sluice.shell.pods import PodIndex
+from sluice.shell.prepared import PreparedCache
 from sluice.shell.recorder import Recorder
 from sluice.shell.status import STATUS_WRITERS, StatusWriter
 
@@ -52,7 +53,6 @@ log = logging.getLogger(__name__)
 TasksSource = Callable[[str], Mapping[str, Mapping[str, Any]]]
 Pods = Mapping[str, tuple[PodView, ...]]
 
-_PREPARED_CACHE = 256
 """Pipelines whose prepared spec is kept (about 36 KiB each): the most recently
 reconciled ones. Fewer thrash when many pipelines run at once; all of them cost
 too much memory at a thousand (bench/README.md)."""
@@ -107,11 +107,12 @@ class Controller:
         self.metrics = metrics
         self.recorder = Recorder(metrics)
         self.diagnoser = Diagnoser(kube, stuck_after, on_read=metrics.stuck_reads.inc)
+        self.pod_reads = PodReads(kube)
         self.workers: dict[PipelineKey, _Worker] = {}
         self.stopping = False
         self.task_epochs: dict[str, int] = {}
         """Per namespace, how many Task events were seen: a change of any Task."""
-        self._prepared: OrderedDict[tuple[Any, ...], Prepared] = OrderedDict()
+        self._prepared = PreparedCache()
 
     # ------------------------------------------------------------------ leadership
     def lead(self, leading: bool) -> None:
@@ -176,9 +177,7 @@ class Controller:
         if worker and worker.task:
             worker.task.cancel()
         if worker:  # its prepared specs too: a deleted pipeline keeps nothing behind
-            uid = (worker.body.get("metadata") or {}).get("uid")
-            for stale in [k for k in self._prepared if k[0] == uid]:
-                del self._prepared[stale]
+            self._prepared.forget((worker.body.get("metadata") or {}).get("uid"))
         self.status.forget(key)
         self.expectations.forget(key)
         self.refusals.forget(key)
@@ -263,28 +262,6 @@ class Controller:
             frozenset(pods.items()),
         )
 
-    def _prepare(
-        self, body: Mapping[str, Any], tasks: Mapping[str, Mapping[str, Any]]
-    ) -> Prepared | None:
-        """`prepare`'s result, reused while the spec (generation) and the namespace's
-        Tasks (their events) stay the same; a bounded LRU: about 36 KiB a pipeline."""
-        meta = body.get("metadata") or {}
-        if meta.get("generation") is None:
-            return None  # nothing to tell spec changes by: reconcile prepares afresh
-        key = (
-            meta.get("uid"),
-            meta.get("generation"),
-            self.task_epochs.get(meta.get("namespace") or "", 0),
-        )
-        prepared = self._prepared.get(key)
-        if prepared is None:
-            prepared = self._prepared[key] = prepare(body, tasks)
-            while len(self._prepared) > _PREPARED_CACHE:
-                self._prepared.popitem(last=False)
-        else:
-            self._prepared.move_to_end(key)
-        return prepared
-
     async def _reconcile_once(self, worker: _Worker) -> tuple[bool, float | None]:
         """Reconcile unless nothing changed since the last time: (ran, requeue after)."""
         if not self.acting:
@@ -306,12 +283,15 @@ class Controller:
             return False, None
         tasks = self.tasks(ns)
         now = datetime.now(UTC)
-        prepared = self._prepare(body, tasks)
-        plan = await self.diagnoser.decide(  # stuck steps: their pods read first (diagnose.py)
+        prepared = self._prepared.get(body, tasks, self.task_epochs.get(ns, 0))
+        # The pod view's pods, plus targeted reads: of the Jobs whose results are needed
+        # and not in the view (podreads.py), of stuck steps' Jobs (diagnose.py).
+        known = await self.pod_reads.for_reconcile(ns, body, jobs, prepared, view=pods)
+        plan = await self.diagnoser.decide(
             worker.key,
             [j.name for j in jobs if j.state == "Active"],
             lambda **seen: reconcile(body, tasks, jobs, now, prepared=prepared, **seen),
-            pods,
+            known,
         )
         completion_seen = worker.woken_by_completion
         worker.woken_by_completion = None

@@ -23,21 +23,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from sluice.core.jobevents import JobEvent, observe_event
-from sluice.core.pods import JOB_NAME_LABELS, PodView, observe_pod
+from sluice.core.pods import PodView
 from sluice.core.reconcile import Plan
 from sluice.core.stuck import REDIAGNOSE, STUCK_AFTER
 from sluice.shell.jobs import PipelineKey
 from sluice.shell.kube import ApiError, Kube
+from sluice.shell.podreads import job_pods
 
 __all__ = ["Diagnoser", "job_events", "job_pods"]
 
 log = logging.getLogger(__name__)
-
-
-async def job_pods(kube: Kube, namespace: str, job: str) -> list[PodView]:
-    """The pods of one Job (a targeted read: that Job's pods only)."""
-    page = await kube.list_core(namespace, "pods", labels=f"{JOB_NAME_LABELS[0]}={job}")
-    return [observe_pod(p) for p in page.get("items") or []]
 
 
 async def job_events(kube: Kube, namespace: str, job: str) -> list[JobEvent]:

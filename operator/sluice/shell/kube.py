@@ -28,9 +28,10 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
-from kubernetes import client, config
+from kubernetes import client
 
 from sluice.api import GROUP, PIPELINE_KIND, PIPELINE_PLURAL, VERSION, rfc3339
+from sluice.shell.kubeconfig import load_config, ssl_context
 
 __all__ = ["ApiError", "Kube", "load_config"]
 
@@ -40,16 +41,6 @@ _TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=10)
 _AUTH_REFRESH = 30.0
 """Seconds between two reads of the credentials (projected service-account tokens
 rotate long before they expire, exec-plugin tokens say when they expire)."""
-
-
-def load_config() -> client.Configuration:
-    """In-cluster config when running in a pod, else KUBECONFIG / ~/.kube/config."""
-    cfg = client.Configuration()
-    try:
-        config.load_incluster_config(client_configuration=cfg)
-    except config.ConfigException:
-        config.load_kube_config(client_configuration=cfg)
-    return cfg
 
 
 _EVENT_CACHE = 4096
@@ -78,16 +69,6 @@ class ApiError(Exception):
         return str(message) if message else f"{self.status} {self.reason}"
 
 
-def _ssl_context(cfg: client.Configuration) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert or None)
-    if cfg.cert_file:
-        ctx.load_cert_chain(cfg.cert_file, cfg.key_file or None)
-    if not cfg.verify_ssl:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
 class Kube:
     """Job, status and Event calls: asyncio, raw JSON, one keep-alive connection pool.
 
@@ -106,7 +87,7 @@ class Kube:
         name, count). A repeat increments the existing Event's count (`post_event`)."""
         self.connections = connections
         self._ssl: ssl.SSLContext | None = (
-            _ssl_context(cfg) if self.base.startswith("https") else None
+            ssl_context(cfg) if self.base.startswith("https") else None
         )
         self._auth: dict[str, str] | None = None
         self._auth_at = 0.0

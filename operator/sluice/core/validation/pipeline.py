@@ -60,7 +60,7 @@ def check_pipeline(
     if name is not None:
         _check_jobnames_list(report, pipeline, name)
     _check_steps(report, pipeline, tasks)
-    check_flow(report, pipeline)
+    check_flow(report, pipeline, tasks)
     report.findings += check_matrices(pipeline, report.tasks)
     if size is not None:
         _check_size(report, pipeline, size)

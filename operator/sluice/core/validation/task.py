@@ -8,7 +8,7 @@ from typing import Any, Final
 from pydantic import ValidationError
 
 from sluice.api import IMAGE_MESSAGE, TaskSpec, parse_task_spec
-from sluice.core import params
+from sluice.core import params, results
 from sluice.core.validation.k8s import (
     env_from_problems,
     env_problems,
@@ -64,6 +64,8 @@ def task_problems(task: TaskSpec) -> Iterator[tuple[Severity, str]]:
     for name in twice(declared):
         yield "error", f"parameter {quote(name)} is declared twice"
     yield from _param_references(task, set(declared))
+    for problem in results.check_names([r.name for r in task.results]):
+        yield "error", problem
     yield from env_problems(task.env)
     yield from env_from_problems(task.env_from)
     yield from resources_problems(task.resources)
