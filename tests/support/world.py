@@ -30,7 +30,7 @@ class World:
     now: datetime = T0
     plans: list[Plan] = field(default_factory=list)
     created: list[str] = field(default_factory=list)  # every Job name ever created, in order
-    pods: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    pods: dict[str, list[Any]] = field(default_factory=dict)
     """The pod view: pods by Job name (what the shell's pod watch would show)."""
     job_events: dict[str, list[Any]] = field(default_factory=dict)
     stuck_after: float = 30.0
@@ -94,7 +94,10 @@ class World:
         return out
 
     def reconcile(self) -> Plan:
-        view = {job: [observe_pod(p) for p in ps] for job, ps in self.pods.items()}
+        view = {  # raw pod dicts (as the watch shows them) or PodViews
+            job: [observe_pod(p) if isinstance(p, dict) else p for p in ps]
+            for job, ps in self.pods.items()
+        }
         plan = reconcile(
             self.pipeline,
             self.tasks,

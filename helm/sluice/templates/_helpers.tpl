@@ -90,7 +90,8 @@ What the operator does in each namespace it watches, and nothing more:
     admission plugin allow only with update on the owner's finalizers.
   - Events: it posts one per significant transition of a pipeline.
   - Pods: it lists and watches the pods of its Jobs (label-selected), read-only:
-    a step's pod that succeeded hands off before the Job's batched status.
+    a step's pod that succeeded hands off before the Job's batched status, and
+    gives the results its step wrote to its termination message.
 No Secrets, no pod writes, no RBAC objects.
 */}}
 {{- define "sluice.workloadRules" -}}
@@ -107,15 +108,13 @@ No Secrets, no pod writes, no RBAC objects.
   resources: ["pipelines/finalizers"]
   verbs: ["update"]
 - apiGroups: [""]
-  resources: ["pods"]
-  # read-only: the results a step's main container wrote (its termination message)
-  verbs: ["get", "list"]
-- apiGroups: [""]
   resources: ["events"]
   # patch: a repeated Event increments the existing one's count (as client-go's recorder does);
   # list: a stuck step's Job's Events (FailedCreate), by involvedObject
   verbs: ["create", "patch", "list"]
-# Read-only: the pod view (list/watch, label-selected), and a stuck step's Job's pods.
+# Read-only: the pod view (list/watch, label-selected: hand-off on a pod's success, the
+# results a step wrote to its termination message) and one Job's pods (results the view
+# lacks, a stuck step).
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch"]
