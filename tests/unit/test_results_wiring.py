@@ -7,13 +7,17 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from sluice.api import parse_pipeline_spec
 from sluice.core import results, validation
 from sluice.core.jobspec import CONTAINER_NAME, build_job, resolve_step
 from sluice.core.observe import observe_job
 from sluice.core.reconcile import prepare, reconcile
+from sluice.metrics import Metrics
 from sluice.shell.kube import ApiError
 from sluice.shell.podreads import PodReads
+from sluice.shell.recorder import Recorder
 from support.world import World
 
 IMG = "busybox:1.36"
@@ -232,3 +236,22 @@ def test_pod_reads_only_for_steps_with_results_and_a_failed_read_is_not_remember
     assert asyncio.run(reads.job_pods("ns", "j")) is None
     assert asyncio.run(reads.job_pods("ns", "j")) is None
     assert len(kube.calls) == 2
+
+
+def test_invalid_results_count_in_sluice_task_retries_total() -> None:
+    spec = _spec()
+    spec["tasks"][0]["retry"] = {"limit": 1, "backoff": {"initialSeconds": 1}}
+    w = World.of(spec)
+    registry = CollectorRegistry()
+    recorder = Recorder(Metrics(registry))
+    recorder.lead(True)
+    recorder.plan(("ns", "p"), w.reconcile(), w.status)
+    w.succeed("train", {"model-uri": "s3://m"})  # auc missing: InvalidResults, retried
+    recorder.plan(("ns", "p"), w.reconcile(), w.status)
+    retries = {
+        s.labels["kind"]: s.value
+        for f in registry.collect()
+        for s in f.samples
+        if s.name == "sluice_task_retries_total"
+    }
+    assert sum(retries.values()) == 1, retries
