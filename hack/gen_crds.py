@@ -90,7 +90,11 @@ def structural(schema: dict[str, Any], defs: dict[str, Any], path: str) -> dict[
 
     if node.get("x-kubernetes-int-or-string"):
         # Kubernetes' own spelling of an int-or-string (e.g. a resource quantity), which
-        # the models state verbatim: anyOf [integer, string], no type.
+        # the models state verbatim: anyOf [integer, string], no type. An optional one
+        # has no default: the API server would drop a `default: null` (and server-side
+        # apply would then see the CRD as changed by whoever applied it first).
+        if node.get("default", 0) is None:
+            del node["default"]
         return _ordered(node)
 
     if "anyOf" in node:

@@ -150,12 +150,19 @@ def _service_account(objects: list[dict[str, Any]]) -> dict[str, Any]:
     return chart.find(objects, "ServiceAccount")
 
 
+_EMPTY_UNTIL_SOMETHING_HAPPENS = {"sluice_steps_stuck"}
+"""Gauges with a sample only while there is something to count (a stuck step, by reason):
+in a scrape of a healthy install they are declared (`# TYPE`) without samples."""
+
+
 def _sample_names(scrape: str) -> set[str]:
-    return {
+    names = {
         re.split(r"[{ ]", line, maxsplit=1)[0]
         for line in scrape.splitlines()
         if line and not line.startswith("#")
     }
+    declared = {line.split()[2] for line in scrape.splitlines() if line.startswith("# TYPE ")}
+    return names | (declared & _EMPTY_UNTIL_SOMETHING_HAPPENS)
 
 
 def _serious_log_lines(log: str) -> list[str]:
