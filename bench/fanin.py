@@ -91,8 +91,9 @@ async def main(a: argparse.Namespace) -> dict[str, Any]:
                 wide = [(name, f"w{k:02d}") for k in range(a.width)]
                 # The run succeeds on the pods' success (the pod view); the Jobs' batched
                 # Complete comes up to a second later: wait for those too.
+                every = [*wide, (name, "join")]
                 await jobs.wait(
-                    lambda: all(jobs.at("complete", w) for w in [*wide, (name, "join")]),
+                    lambda every=every: all(jobs.at("complete", w) for w in every),  # type: ignore[misc]
                     a.timeout,
                     f"{name}: every Job Complete",
                 )
