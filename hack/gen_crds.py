@@ -82,6 +82,10 @@ def structural(schema: dict[str, Any], defs: dict[str, Any], path: str) -> dict[
     silently lost constraints.
     """
     node = {k: v for k, v in schema.items() if k not in _DROPPED}
+    if node.get("default", 0) is None:
+        # An optional field has no default: the API server would drop a `default: null`
+        # (and server-side apply would then see the CRD as changed by whoever applied it).
+        del node["default"]
 
     if "$ref" in node:
         target = dict(defs[node.pop("$ref").removeprefix("#/$defs/")])
@@ -90,11 +94,7 @@ def structural(schema: dict[str, Any], defs: dict[str, Any], path: str) -> dict[
 
     if node.get("x-kubernetes-int-or-string"):
         # Kubernetes' own spelling of an int-or-string (e.g. a resource quantity), which
-        # the models state verbatim: anyOf [integer, string], no type. An optional one
-        # has no default: the API server would drop a `default: null` (and server-side
-        # apply would then see the CRD as changed by whoever applied it first).
-        if node.get("default", 0) is None:
-            del node["default"]
+        # the models state verbatim: anyOf [integer, string], no type.
         return _ordered(node)
 
     if "anyOf" in node:
@@ -126,8 +126,6 @@ def _optional(node: dict[str, Any], path: str) -> dict[str, Any]:
     options = [o for o in node.pop("anyOf") if o != {"type": "null"}]
     if len(options) != 1:
         raise SchemaError(f"{path}: only Optional[X] unions can be expressed, got {options}")
-    if "default" in node and node["default"] is None:
-        del node["default"]
     return {**options[0], **node}
 
 
