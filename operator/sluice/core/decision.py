@@ -15,7 +15,6 @@ from sluice.api import FailureKind, PipelineStatus, RetryPolicy, TaskPhase, Task
 from sluice.core.jobevents import JobEvent
 from sluice.core.plan import Event, Plan, TaskTransition
 from sluice.core.pods import PodView
-from sluice.core.reference_syntax import Ref
 
 __all__ = ["Decision"]
 
@@ -45,8 +44,6 @@ class Decision:
         self.retry_policies: dict[str, RetryPolicy] = {}
         self.declared: dict[str, tuple[str, ...]] = {}
         """The result names of each step that declares results."""
-        self.text_refs: Mapping[str, Sequence[Ref]] = {}
-        """The result references in each step's texts (substituted into its Job)."""
 
     def step(self, name: str) -> TaskStatus:
         """The status of step ``name``, created (Pending) when it has none yet."""

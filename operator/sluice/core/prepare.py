@@ -12,7 +12,6 @@ from sluice.core import validation
 from sluice.core.dataflow import Flow
 from sluice.core.jobspec import ResolvedStep, resolve_step
 from sluice.core.params import MissingParamError
-from sluice.core.reference_syntax import Ref
 
 __all__ = ["Prepared", "prepare"]
 
@@ -33,19 +32,6 @@ class Prepared:
     def flow(self) -> Flow | None:
         """The data flow (merged dependencies, references), when the spec parses."""
         return self.report.flow
-
-    @cached_property
-    def text_refs(self) -> dict[str, list[Ref]]:
-        """The result references in each step's params, command, args and env values."""
-        flow = self.report.flow
-        if flow is None:
-            return {}
-        out = {}
-        for step, refs in flow.refs.items():
-            found = [r for where, r in refs if where != "when" and r.kind == "result"]
-            if found:
-                out[step] = list(dict.fromkeys(found))
-        return out
 
     @cached_property
     def declared(self) -> dict[str, tuple[str, ...]]:

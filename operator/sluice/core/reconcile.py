@@ -153,7 +153,6 @@ def decide(
     d.steps = {n: d.step(n) for n in step_names}  # steps removed from the spec drop out
     d.retry_policies = {n: res.retry for n, res in prepared.resolved.items()}
     d.declared = prepared.declared
-    d.text_refs = prepared.text_refs
     stages.fold_jobs(d, step_names, run_jobs)
     problems += _step_problems(d, prepared)
     if problems:
