@@ -23,9 +23,13 @@ class PodsKube:
         self.calls: list[tuple[str, str, str]] = []
         self.fail = False
 
-    async def list_core(
-        self, namespace: str, resource: str, labels: str = "", fields: str = ""
-    ) -> dict[str, Any]:
+    async def list_pods(self, namespace: str, selector: str, **_: Any) -> dict[str, Any]:
+        return self._list("pods", selector, "")
+
+    async def list_events(self, namespace: str, fields: str) -> dict[str, Any]:
+        return self._list("events", "", fields)
+
+    def _list(self, resource: str, labels: str, fields: str) -> dict[str, Any]:
         self.calls.append((resource, labels, fields))
         if self.fail:
             raise ApiError(403, "Forbidden")

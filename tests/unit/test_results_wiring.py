@@ -196,9 +196,7 @@ class _FakeKube:
         self.calls: list[tuple[str, str]] = []
         self.fail = fail
 
-    async def list_core(self, namespace: str, resource: str, labels: str = "", **_: Any) -> Any:
-        assert resource == "pods"
-        selector = labels
+    async def list_pods(self, namespace: str, selector: str, **_: Any) -> Any:
         self.calls.append((namespace, selector))
         if self.fail:
             raise ApiError(403, "Forbidden")

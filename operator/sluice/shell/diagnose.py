@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 async def job_events(kube: Kube, namespace: str, job: str) -> list[JobEvent]:
     """The Job controller's FailedCreate Events of one Job (why it has no pod)."""
     fields = f"involvedObject.kind=Job,involvedObject.name={job},reason=FailedCreate"
-    page = await kube.list_core(namespace, "events", fields=fields)
+    page = await kube.list_events(namespace, fields)
     return [observe_event(e) for e in page.get("items") or []]
 
 

@@ -277,13 +277,10 @@ class Kube:
             decode=False,
         )
 
-    async def list_core(
-        self, namespace: str, resource: str, labels: str = "", fields: str = ""
-    ) -> dict[str, Any]:
-        """One list of a core/v1 resource (pods, events) by label and field selector."""
-        params = {k: v for k, v in (("labelSelector", labels), ("fieldSelector", fields)) if v}
-        path = f"/api/v1/namespaces/{quote(namespace)}/{resource}"
-        return await self._request("GET", path, params=params | {"limit": "100"})
+    async def list_events(self, namespace: str, fields: str) -> dict[str, Any]:
+        """One page (at most 100) of the namespace's Events matching the field selector."""
+        path = f"/api/v1/namespaces/{quote(namespace)}/events"
+        return await self._request("GET", path, params={"fieldSelector": fields, "limit": "100"})
 
     async def read_job(self, namespace: str, name: str) -> dict[str, Any]:
         return await self._request(

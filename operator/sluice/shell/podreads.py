@@ -30,7 +30,7 @@ _KEPT = 1024
 
 async def job_pods(kube: Kube, namespace: str, job: str) -> list[PodView]:
     """The pods of one Job (a targeted read: that Job's pods only, by its job-name label)."""
-    page = await kube.list_core(namespace, "pods", labels=f"{JOB_NAME_LABELS[0]}={job}")
+    page = await kube.list_pods(namespace, f"{JOB_NAME_LABELS[0]}={job}")
     return [observe_pod(p) for p in page.get("items") or []]
 
 
