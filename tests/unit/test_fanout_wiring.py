@@ -358,3 +358,31 @@ def test_the_webhooks_check_takes_the_cap_too() -> None:
         "(sluice run --max-matrix)"
     ]
     assert check_pipeline({"tasks": [_sweep()]}, name="p", tasks={}).errors == []
+
+
+def test_a_running_combinations_job_deleted_counts_as_a_failed_attempt() -> None:
+    w = World.of({"tasks": [_sweep()]})
+    w.reconcile()
+    gone = _by_combination(w, "sweep")[1]["metadata"]["name"]
+    del w.jobs[gone]
+    w.reconcile()
+    status = w.task_status("sweep")
+    assert status["matrix"]["retrying"] + status["matrix"]["running"] == 6
+    w.advance(60)
+    w.reconcile()
+    again = _by_combination(w, "sweep")[1]
+    assert again["metadata"]["labels"]["sluice.dev/attempt"] == "2"
+    assert again["metadata"]["name"] != gone
+
+
+def test_a_timed_out_run_keeps_its_matrixed_step_failed() -> None:
+    w = World.of({"timeoutSeconds": 10, "tasks": [_sweep()]})
+    w.reconcile()
+    w.advance(11)
+    w.settle()
+    assert w.phase == "Failed"
+    assert w.task_phase("sweep") == "Failed"
+    assert w.task_status("sweep")["reason"] == "PipelineTimeout"
+    w.advance(5)
+    w.settle()
+    assert w.task_phase("sweep") == "Failed"

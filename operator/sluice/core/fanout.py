@@ -29,10 +29,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from sluice.api import FailureKind, MatrixStatus, TaskStatus
+from sluice.api import CombinationStatus, FailureKind, MatrixStatus, TaskStatus
 from sluice.core import harvest, retry
 from sluice.core import matrix as mx
 from sluice.core import matrix_status as ms
+from sluice.core.conditions import timed_out
 from sluice.core.dataflow import ResultValue
 from sluice.core.decision import Decision
 from sluice.core.jobspec import Combo, ResolvedStep
@@ -131,8 +132,8 @@ def begin(d: Decision, ts: TaskStatus, res: ResolvedStep) -> Fanout | str:
 def fold(d: Decision, ts: TaskStatus, res: ResolvedStep, jobs: Sequence[JobView]) -> None:
     """The combinations of a matrixed step from its Jobs of the run and its status; writes
     the step (phase, attempts, ``matrix``, results). Nothing to do before it started."""
-    if not jobs and ts.matrix is None:
-        return
+    if (not jobs and ts.matrix is None) or timed_out(d.status):
+        return  # not started; or the run timed out, which settled every step
     assert res.matrix is not None
     try:
         axes = axes_of(d, ts.name, res)
@@ -144,7 +145,7 @@ def fold(d: Decision, ts: TaskStatus, res: ResolvedStep, jobs: Sequence[JobView]
     done = ms.parse_ranges(old.done, width)
     state = Fanout(res, axes, required, [], [], results=_arrays(ts, res, width))
     state.reopened = ms.parse_ranges(old.reopened, width)
-    failed = {c.index: c for c in old.details if c.phase is T.FAILED}
+    known = {c.index: c for c in old.details}
     by_index = ms.jobs_by_combination(jobs, width)
     used = harvest.used_bytes([*(s.results for s in d.steps.values()), d.status.results])
     for i in range(width):
@@ -155,19 +156,44 @@ def fold(d: Decision, ts: TaskStatus, res: ResolvedStep, jobs: Sequence[JobView]
             combo = Combination(i, T.SUCCEEDED, attempts, latest.name if latest else None)
             base = latest.retry_base if latest else 0
         elif latest is None:
-            known = failed.get(i)
-            base = 0
-            combo = Combination(i)
-            if known is not None:  # its Jobs are gone (TTL): the status remembers it
-                combo = Combination(
-                    i, T.FAILED, known.attempts, known.job, known.reason, known.message
-                )
+            combo, base = _without_jobs(d, state, i, known.get(i)), 0
         else:
             combo, base = _fold_latest(d, state, i, latest, used)
         state.combos.append(combo)
         state.bases.append(base)
     d.fanout[ts.name] = state
     write(d, ts, state)
+
+
+def _without_jobs(
+    d: Decision, state: Fanout, i: int, known: CombinationStatus | None
+) -> Combination:
+    """A combination none of whose Jobs exist: Pending if it never ran; Failed as the status
+    remembers it (its Jobs went with the run's TTL); a running attempt whose Job was
+    deleted fails (``JobDeleted``, a pod failure for the retry policy), as a plain step's."""
+    if known is None:
+        return Combination(i)
+    if known.phase is T.FAILED:
+        return Combination(i, T.FAILED, known.attempts, known.job, known.reason, known.message)
+    if known.phase is T.RUNNING and known.attempts and known.job:
+        gone = JobView(
+            name=known.job,
+            task=state.res.name,
+            run=d.status.run,
+            attempt=known.attempts,
+            retry_base=0,
+            spec_hash=None,
+            state="Failed",
+            reason=None,
+            message=None,
+            created_at=None,
+            finished_at=d.now,
+            deleting=False,
+            combination=i,
+        )
+        message = f"Job {known.job} was deleted while running"
+        return _failed(d, state, i, gone, "JobDeleted", message, FailureKind.POD_FAILURE, False)
+    return Combination(i, T.PENDING, known.attempts, known.job)
 
 
 def _arrays(ts: TaskStatus, res: ResolvedStep, width: int) -> list[dict[str, str] | None]:
