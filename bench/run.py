@@ -38,6 +38,7 @@ SIZES: dict[str, dict[str, list[str]]] = {
         "memory": ["--pipelines", "1000", "--tasks", "10"],
         "podgap": ["--length", "20", "--chains", "50", "--chains-length", "10"],
         "fanin": ["--width", "50", "--runs", "10"],
+        "fanout": ["--width", "256"],
         "soak": ["--batch", "10", "--tasks", "3", "--max-seconds", "180", "--max-pipelines", "400"],
     },
     "tiny": {
@@ -49,6 +50,7 @@ SIZES: dict[str, dict[str, list[str]]] = {
             *["--duration", "100ms", "--settle", "0.2"],
         ],
         "fanin": ["--width", "3", "--runs", "1", "--duration", "100ms"],
+        "fanout": ["--width", "3", "--duration", "100ms", "--settle", "0.2"],
         "soak": [
             *["--batch", "2", "--tasks", "2", "--duration", "100ms"],
             *["--max-pipelines", "2", "--max-seconds", "20", "--settle", "0.2"],
@@ -56,7 +58,7 @@ SIZES: dict[str, dict[str, list[str]]] = {
     },
 }
 
-FULL = {"podgap", "fanin", "soak"}
+FULL = {"podgap", "fanin", "fanout", "soak"}
 """The scripts that need the instance with the Job controller (and pods)."""
 
 BASELINE = {"cpu_s_per_task": 0.00216, "rss_mib_1000": 187.9}
@@ -98,6 +100,8 @@ TABLE: list[tuple[str, str, str, float | None, str]] = [
     ("fanin_delay_max_ms", "fan-in of 50: last Complete -> join, max", "ms", None, "max"),
     ("fanin_slow_runs", "  fan-in runs over 200 ms", "", None, "max"),
     ("fanin_metric_max_ms", "  the operator's hand-off metric, max", "ms", None, "max"),
+    ("fanout256_jobs_ready_s", "fan-out of 256: producer done -> all Jobs", "s", None, "max"),
+    ("fanout256_requests_per_combination", "  API requests per combination", "", 4, "max"),
     ("soak_pipelines", "soak: pipelines created, run, deleted", "", None, "min"),
     ("soak_rss_start_mib", "  soak RSS at start", "MiB", None, "max"),
     ("soak_rss_half_mib", "  soak RSS half way", "MiB", None, "max"),

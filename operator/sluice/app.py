@@ -87,6 +87,7 @@ class App:
             status_interval=settings.status_interval,
             status_writers=settings.status_writers,
             stuck_after=settings.stuck_after,
+            max_matrix=settings.max_matrix,
         )
         self.kopf_registry = kopf.OperatorRegistry()
         self.kopf_settings = handlers.operator_settings(settings)
@@ -100,6 +101,7 @@ class App:
                 cert_file=settings.webhook_cert_file,
                 key_file=settings.webhook_key_file,
                 ca_file=settings.webhook_ca_file,
+                max_matrix=settings.max_matrix,
             ),
             self.kopf_registry,
             self.kopf_settings,

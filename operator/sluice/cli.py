@@ -87,6 +87,15 @@ def _parser() -> argparse.ArgumentParser:
         f"Job's pods and Events and names the cause (default {D.stuck_after:g})",
     )
     run.add_argument(
+        "--max-matrix",
+        type=_positive_int,
+        default=D.max_matrix,
+        metavar="N",
+        help="combinations one matrixed step may have (default "
+        f"{D.max_matrix}): a static matrix over it is refused at apply, a dynamic one "
+        "fails its step with reason InvalidMatrix",
+    )
+    run.add_argument(
         "--status-writers",
         type=_positive_int,
         default=D.status_writers,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from sluice.core.matrix import DEFAULT_MAX_MATRIX
 from sluice.core.stuck import STUCK_AFTER
 
 __all__ = ["ENV_STATUS_INTERVAL", "AdmissionMode", "Settings"]
@@ -38,6 +39,8 @@ class Settings:
     """Status writes and Events in flight at once, all pipelines together."""
     stuck_after: float = STUCK_AFTER
     """Seconds a step's attempt may run without its pod running before it is looked at."""
+    max_matrix: int = DEFAULT_MAX_MATRIX
+    """Combinations one matrixed step may have (the webhook's and the operator's cap)."""
     leader_elect: bool = True
     leader_election_namespace: str | None = None
     """The Lease's namespace; None: the pod's own, else ``default``."""

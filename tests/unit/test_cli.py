@@ -101,3 +101,12 @@ def test_stuck_after_defaults_to_30_seconds_and_must_be_positive() -> None:
     for bad in ("0", "-1", "nan"):
         with pytest.raises(SystemExit):
             _parser().parse_args(["run", "--stuck-after", bad])
+
+
+def test_max_matrix_defaults_to_256_and_must_be_positive() -> None:
+    assert Settings.build(vars(_parser().parse_args(["run"])), {}).max_matrix == 256
+    args = _parser().parse_args(["run", "--max-matrix", "1000"])
+    assert Settings.build(vars(args), {}).max_matrix == 1000
+    for bad in ("0", "-1", "x"):
+        with pytest.raises(SystemExit):
+            _parser().parse_args(["run", "--max-matrix", bad])

@@ -44,10 +44,7 @@ def test_a_good_matrix_passes() -> None:
     )
     report = check_pipeline(spec, name="p", tasks={})
     assert report.errors == []
-    # The one warning: fan-out is not run yet (core/validation/unwired.py).
-    assert [w.message.split(":")[1].strip() for w in report.warnings] == [
-        "matrix is not acted on by this version yet"
-    ]
+    assert report.warnings == []  # fan-out runs: no "not acted on yet" warning any more
 
 
 def test_a_matrix_param_the_task_does_not_declare() -> None:

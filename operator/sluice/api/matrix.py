@@ -140,6 +140,11 @@ class MatrixStatus(Model):
         default=None,
         description='Indexes of the succeeded combinations as ranges, e.g. "0-36,40".',
     )
+    reopened: str | None = Field(
+        default=None,
+        description="Indexes of failed combinations given a fresh budget (a fix or "
+        "sluice.dev/retry) and not started again yet, as ranges.",
+    )
     details: list[CombinationStatus] = Field(
         default_factory=list,
         max_length=MAX_MATRIX_DETAILS,

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from sluice.api import FailureKind, PipelineSpec, RetryPolicy, TaskStatus
-from sluice.core import harvest, retry
+from sluice.core import fanout, harvest, retry
 from sluice.core.decision import Decision
 from sluice.core.jobspec import ResolvedStep
 from sluice.core.observe import JobView
@@ -36,7 +36,11 @@ def fold_jobs(d: Decision, step_names: Sequence[str], run_jobs: Sequence[JobView
     for v in run_jobs:
         by_step.setdefault(v.step, []).append(v)
     for name in step_names:
-        _fold_step(d, d.step(name), by_step.get(name, []))
+        res = d.matrixed.get(name)
+        if res is not None:
+            fanout.fold(d, d.step(name), res, by_step.get(name, []))
+        else:
+            _fold_step(d, d.step(name), by_step.get(name, []))
 
 
 def _fold_step(d: Decision, ts: TaskStatus, jobs: list[JobView]) -> None:
@@ -173,11 +177,12 @@ def reopen_fixed(
             res = resolved.get(step.name)
             if ts.phase != _T.FAILED or res is None:
                 continue
+            reopen = fanout.reopen if step.name in d.fanout else _reopen
             if retry_requested:
-                _reopen(d, ts, "RetryRequested", f'task "{ts.name}" retried on request')
+                reopen(d, ts, "RetryRequested", f'task "{ts.name}" retried on request')
             elif ts.spec_hash is not None and res.spec_hash != ts.spec_hash:
                 message = f'task "{ts.name}" changed since it failed: retrying with a fresh budget'
-                _reopen(d, ts, "DefinitionChanged", message)
+                reopen(d, ts, "DefinitionChanged", message)
     if retry_token is not None:
         st.handled_retry = retry_token
 

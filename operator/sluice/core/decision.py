@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from sluice.api import FailureKind, PipelineStatus, RetryPolicy, TaskPhase, TaskStatus
 from sluice.core.jobevents import JobEvent
 from sluice.core.plan import Event, Plan, TaskTransition
 from sluice.core.pods import PodView
+
+if TYPE_CHECKING:
+    from sluice.core.fanout import Fanout
+    from sluice.core.jobspec import ResolvedStep
 
 __all__ = ["Decision"]
 
@@ -44,6 +48,12 @@ class Decision:
         self.retry_policies: dict[str, RetryPolicy] = {}
         self.declared: dict[str, tuple[str, ...]] = {}
         """The result names of each step that declares results."""
+        self.matrixed: dict[str, ResolvedStep] = {}
+        """The resolved matrixed steps (fan-out, ``sluice.core.fanout``)."""
+        self.fanout: dict[str, Fanout] = {}
+        """Where each matrixed step's combinations stand in this reconcile."""
+        self.max_matrix = 256
+        """The cap on a dynamic matrix's width (``sluice run --max-matrix``)."""
 
     def step(self, name: str) -> TaskStatus:
         """The status of step ``name``, created (Pending) when it has none yet."""

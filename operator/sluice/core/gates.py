@@ -20,12 +20,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sluice.api import TaskStatus
-from sluice.core import dataflow, settle, when
+from sluice.core import dataflow, fanout, settle, when
 from sluice.core.dataflow import Flow
 from sluice.core.decision import Decision
 from sluice.core.jobspec import ResolvedStep, build_job
+from sluice.core.matrix import EMPTY_MATRIX
+from sluice.core.matrix_status import Demand, admit
 from sluice.core.phases import T
-from sluice.core.references import MissingValueError
+from sluice.core.references import MissingValueError, Ref
 
 __all__ = ["FlowContext", "PipelineRef", "main_outcome", "rearm_finally", "schedule"]
 
@@ -104,8 +106,9 @@ def schedule(
     ctx: FlowContext,
     slots: float,
 ) -> float:
-    """Start due retries, then the steps the gates let run, within ``slots``; returns the
-    slots left. Skips (``WhenFalse``, ``UpstreamSkipped``) and ``WhenError`` failures are
+    """Start due retries, then the combinations of matrixed steps under way, then the steps
+    the gates let run, within ``slots``; returns the slots left. Skips (``WhenFalse``,
+    ``UpstreamSkipped``, ``EmptyMatrix``) and ``WhenError``/``InvalidMatrix`` failures are
     decided on the way.
 
     Reads the steps' phases, results and retry times, the dependencies, the data flow and
@@ -115,7 +118,10 @@ def schedule(
     due = []
     for name in names:
         ts = d.step(name)
-        if ts.phase == _T.RETRYING and ts.next_retry_at is not None:
+        if name in d.fanout:
+            if ts.phase in (_T.RUNNING, _T.FAILED) and d.fanout[name].candidates():
+                due.append(name)
+        elif ts.phase == _T.RETRYING and ts.next_retry_at is not None:
             if ts.next_retry_at <= d.now:
                 due.append(name)
             else:
@@ -126,7 +132,9 @@ def schedule(
         res = resolved.get(name)
         if res is None:
             continue
-        if _start_attempt(d, d.step(name), res, owner, ctx):
+        if res.matrix is not None:
+            slots -= _start_combinations(d, d.step(name), res, owner, ctx, slots)
+        elif _start_attempt(d, d.step(name), res, owner, ctx):
             slots -= 1
     return slots
 
@@ -136,7 +144,7 @@ def _gate(
 ) -> list[str]:
     """Pending steps whose dependencies are done: skipped, failed, or ready (returned)."""
     phases = {n: str(ts.phase) for n, ts in d.steps.items()}
-    results = {n: ts.results or {} for n, ts in d.steps.items()}
+    results = fanout.when_results(d)
 
     def condition(step: str, now: Mapping[str, str]) -> when.WhenFalse | when.WhenError | bool:
         compiled = ctx.flow.whens.get(step)
@@ -179,13 +187,8 @@ def _fail(d: Decision, ts: TaskStatus, reason: str, message: str) -> None:
 def _start_attempt(
     d: Decision, ts: TaskStatus, res: ResolvedStep, owner: PipelineRef, ctx: FlowContext
 ) -> bool:
-    refs = [r for where, r in ctx.flow.refs.get(ts.name, ()) if where != "when"]
-    values = dataflow.text_values(
-        refs,
-        results={n: s.results or {} for n, s in d.steps.items()},
-        run_status=ctx.outcome,
-        statuses=ctx.statuses,
-    )
+    # The one place a plain step is about to get a new attempt's Job.
+    values = _text_values(d, ts, ctx)
     try:
         manifest = build_job(
             pipeline=owner.name,
@@ -215,7 +218,77 @@ def _start_attempt(
     return True
 
 
+def _text_values(d: Decision, ts: TaskStatus, ctx: FlowContext) -> dict[Ref, str]:
+    """The values of the references the step's Job uses (not its ``when``'s)."""
+    refs = [r for where, r in ctx.flow.refs.get(ts.name, ()) if where != "when"]
+    return dataflow.text_values(
+        refs,
+        results={n: s.results or {} for n, s in d.steps.items()},
+        run_status=ctx.outcome,
+        statuses=ctx.statuses,
+    )
+
+
+def _start_combinations(
+    d: Decision,
+    ts: TaskStatus,
+    res: ResolvedStep,
+    owner: PipelineRef,
+    ctx: FlowContext,
+    slots: float,
+) -> int:
+    """Start what ``matrix_status.admit`` lets of a matrixed step's combinations (due
+    retries, then pending ones by index); returns how many started."""
+    state = fanout.begin(d, ts, res)
+    if isinstance(state, str):
+        if state == EMPTY_MATRIX:
+            ts.reason, ts.message = EMPTY_MATRIX, "its matrix has no combinations"
+            ts.finished_at = d.now
+            d.move(ts, _T.SKIPPED)
+            d.event("Normal", "TaskSkipped", f'Task "{ts.name}" skipped: {ts.message}.')
+        else:
+            reason, _, message = state.partition(": ")
+            _fail(d, ts, reason, message)
+        return 0
+    assert res.matrix is not None
+    demand = Demand(ts.name, state.candidates(), state.running(), res.matrix.max_parallel)
+    limit = None if math.isinf(slots) else int(slots)
+    chosen = admit([demand], running=0, max_parallel=limit).get(ts.name, [])
+    if not chosen:
+        return 0
+    try:
+        values = _text_values(d, ts, ctx)
+        for index in chosen:
+            c = state.combos[index]
+            manifest = build_job(
+                pipeline=owner.name,
+                namespace=owner.namespace,
+                pipeline_uid=owner.uid,
+                step=res,
+                run=d.status.run,
+                attempt=c.attempts + 1,
+                retry_base=state.bases[index],
+                values=values,
+                combination=state.combo(index),
+            )
+            d.plan.create.append(manifest)
+            fanout.started(state, index, manifest["metadata"]["name"])
+            ts.job = manifest["metadata"]["name"]
+    except MissingValueError as err:
+        _fail(d, ts, "UnresolvedReference", str(err))
+        return 0
+    ts.spec_hash = res.spec_hash
+    ts.started_at = ts.started_at or d.now
+    fanout.write(d, ts, state)
+    return len(chosen)
+
+
 def free_slots(d: Decision, max_parallel: int | None) -> float:
-    """How many more steps may run now (``maxParallel`` over main and finally steps)."""
+    """How many more Jobs may run now (``maxParallel`` over main and finally steps, each
+    running combination of a matrixed step counting as one)."""
+    if max_parallel is None:
+        return math.inf
+    if d.fanout:
+        return max_parallel - fanout.running(d)
     running = sum(1 for ts in d.steps.values() if ts.phase == _T.RUNNING)
-    return math.inf if max_parallel is None else max_parallel - running
+    return max_parallel - running

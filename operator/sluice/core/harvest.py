@@ -16,6 +16,7 @@ from typing import Any, Final
 
 from sluice.api import FailureKind, PipelineResult
 from sluice.core import dataflow, references, results
+from sluice.core.matrix_status import parse_ranges
 from sluice.core.observe import JobView
 from sluice.core.pods import PodView
 
@@ -85,16 +86,30 @@ def wanted(
     run = status.get("run") or 0
     steps = {t.get("name"): t for t in status.get("tasks") or [] if isinstance(t, Mapping)}
     out = []
+    done: dict[str, set[int]] = {}
     for v in jobs:
         if v.state != "Succeeded" or v.step not in declared or v.run < run:
             continue
         ts = steps.get(v.step)
+        if v.combination is not None:
+            if v.step not in done:
+                done[v.step] = _recorded(ts)
+            if v.run > run or v.combination not in done[v.step]:
+                out.append(v.name)  # a combination whose results are not in the arrays yet
+            continue
         attempts = (ts or {}).get("attempts") or 0
         if ts is None or v.run > run or v.attempt > attempts:
             out.append(v.name)  # adopted: the status does not know it yet
         elif v.attempt == attempts and ts.get("phase") == "Running" and not ts.get("results"):
             out.append(v.name)
     return out
+
+
+def _recorded(ts: Mapping[str, Any] | None) -> set[int]:
+    """The combinations the raw status has among its ``matrix.done`` (results recorded)."""
+    matrix = (ts or {}).get("matrix")
+    done = matrix.get("done") if isinstance(matrix, Mapping) else None
+    return parse_ranges(done if isinstance(done, str) else None)
 
 
 def pipeline_results(

@@ -8,19 +8,21 @@ and the reconciler only decides *whether* to create a Job, never *how*.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sluice.api import API_VERSION, PIPELINE_KIND, PipelineTask, RetryPolicy, TaskSpec
+from sluice.api import API_VERSION, PIPELINE_KIND, Matrix, PipelineTask, RetryPolicy, TaskSpec
 from sluice.core import naming, params, references
 from sluice.core.references import Ref
 from sluice.core.results import RESULTS_PATH_ENV, TERMINATION_MESSAGE_PATH
 
 __all__ = [
     "CONTAINER_NAME",
+    "Combo",
     "ResolvedStep",
     "build_job",
     "resolve_step",
@@ -54,6 +56,13 @@ class ResolvedStep:
     """How long an attempt may wait for its pod to start (step, else Task, else pipeline)."""
     results: tuple[str, ...] = ()
     """The result names its task declares (its Job reports them: ``core.results``)."""
+    matrix: Matrix | None = None
+    """Its fan-out (issue 15): the template keeps ``$(params.NAME)`` of the matrix params,
+    which each combination's Job fills in (:func:`build_job`'s ``combination``)."""
+    params: tuple[tuple[str, str | None], ...] = ()
+    """A matrixed step's Task params ``(name, default)`` (``matrix.combination_params``)."""
+    step_values: tuple[tuple[str, str], ...] = ()
+    """A matrixed step's own param values."""
 
 
 def _subst_all(values: list[str] | None, env: dict[str, str]) -> list[str] | None:
@@ -78,8 +87,7 @@ def resolve_step(
     """Apply params and overrides; raises params.MissingParamError for unset params."""
     declared = [(p.name, p.default) for p in task.params]
     step_values = {p.name: p.value for p in step.params}
-    values = params.resolve(declared, step_values, pipeline_params)
-
+    values = _values(step, declared, step_values, pipeline_params)
     container: dict[str, Any] = {"name": CONTAINER_NAME, "image": task.image}
     if task.command is not None:
         container["command"] = _subst_all(task.command, values)
@@ -127,9 +135,43 @@ def resolve_step(
     # Not in the hash: how long to wait for a pod is no part of what the pod runs.
     pending = _first(step.pending_timeout_seconds, task.pending_timeout_seconds, pending_default)
     names = tuple(r.name for r in task.results)
-    return ResolvedStep(
+    resolved = ResolvedStep(
         step.name, template, timeout, retry, digest, pending_timeout_seconds=pending, results=names
     )
+    return _with_matrix(resolved, step, declared, step_values)
+
+
+def _with_matrix(
+    resolved: ResolvedStep,
+    step: PipelineTask,
+    declared: list[tuple[str, str | None]],
+    step_values: dict[str, str],
+) -> ResolvedStep:
+    """A matrixed step keeps what each combination's params need."""
+    if step.matrix is None:
+        return resolved
+    return dataclasses.replace(
+        resolved,
+        matrix=step.matrix,
+        params=tuple(declared),
+        step_values=tuple(step_values.items()),
+    )
+
+
+def _values(
+    step: PipelineTask,
+    declared: list[tuple[str, str | None]],
+    step_values: dict[str, str],
+    pipeline_params: dict[str, str],
+) -> dict[str, str]:
+    """The params' values; a matrix param's stays ``$(params.NAME)``, which each
+    combination's Job fills in (``_fill_combination``)."""
+    fanned = {p.name for p in step.matrix.params} if step.matrix is not None else set()
+    values = params.resolve(
+        [d for d in declared if d[0] not in fanned], step_values, pipeline_params
+    )
+    values.update((n, f"$(params.{n})") for n in fanned)
+    return values
 
 
 def _first(*values: int | None) -> int | None:
@@ -146,18 +188,23 @@ def build_job(
     attempt: int,
     retry_base: int,
     values: Mapping[Ref, str] | None = None,
+    combination: Combo | None = None,
 ) -> dict[str, Any]:
     """The Job for one attempt; its name is the idempotency key of that attempt.
 
     ``values`` are those of the references its ``main`` container uses (results,
     ``$(tasks.status)``, ``$(tasks.STEP.status)``), substituted now: raises
-    ``references.MissingValueError`` when one has none.
+    ``references.MissingValueError`` when one has none. ``combination``: the attempt is
+    of that combination of a matrixed step (its index and its matrix params' values).
     """
-    labels = naming.job_labels(pipeline, step.name, run, attempt)
+    index = combination.index if combination is not None else None
+    labels = naming.job_labels(pipeline, step.name, run, attempt, index)
     annotations = naming.job_annotations(pipeline, step.name, step.spec_hash)
     annotations[naming.ANNOTATION_RETRY_BASE] = str(retry_base)
 
     template = copy.deepcopy(step.pod_template)
+    if combination is not None:
+        _fill_combination(template, combination)
     _substitute_references(template, values or {})
     template["metadata"]["labels"] = {**(template["metadata"].get("labels") or {}), **labels}
     # The pipeline's exact name on the pod too: the pod view maps a pod to its pipeline.
@@ -176,7 +223,7 @@ def build_job(
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": naming.job_name(pipeline, step.name, run, attempt),
+            "name": naming.job_name(pipeline, step.name, run, attempt, index),
             "namespace": namespace,
             "labels": labels,
             "annotations": annotations,
@@ -193,6 +240,37 @@ def build_job(
         },
         "spec": spec,
     }
+
+
+@dataclass(frozen=True)
+class Combo:
+    """One combination of a matrixed step: its index and its matrix params' values;
+    ``literal`` names those that came from a result (data: ``$`` escaped for the kubelet)."""
+
+    index: int
+    values: Mapping[str, str]
+    literal: frozenset[str] = frozenset()
+
+
+def _fill_combination(template: dict[str, Any], combo: Combo) -> None:
+    """The matrix params' ``$(params.NAME)`` left in ``main`` by :func:`resolve_step`."""
+    values = {
+        n: references.kubelet_escape(v) if n in combo.literal else v
+        for n, v in combo.values.items()
+    }
+
+    def fill(text: str) -> str:
+        return params.PARAM_REF.sub(lambda m: values.get(m.group(1), m.group(0)), text)
+
+    for container in template["spec"]["containers"]:
+        if container.get("name") != CONTAINER_NAME:
+            continue
+        for key in ("command", "args"):
+            if container.get(key) is not None:
+                container[key] = [fill(v) for v in container[key]]
+        for var in container.get("env") or ():
+            if isinstance(var.get("value"), str):
+                var["value"] = fill(var["value"])
 
 
 def _substitute_references(template: dict[str, Any], values: Mapping[Ref, str]) -> None:

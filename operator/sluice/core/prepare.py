@@ -11,6 +11,7 @@ from sluice.api import PipelineSpec
 from sluice.core import validation
 from sluice.core.dataflow import Flow
 from sluice.core.jobspec import ResolvedStep, resolve_step
+from sluice.core.matrix import DEFAULT_MAX_MATRIX
 from sluice.core.params import MissingParamError
 
 __all__ = ["Prepared", "prepare"]
@@ -38,11 +39,24 @@ class Prepared:
         """The result names of each resolved step that declares results."""
         return {n: r.results for n, r in self.resolved.items() if r.results}
 
+    @cached_property
+    def matrixed(self) -> dict[str, ResolvedStep]:
+        """The resolved steps that fan out (``matrix``)."""
+        return {n: r for n, r in self.resolved.items() if r.matrix is not None}
 
-def prepare(pipeline: Mapping[str, Any], tasks: Mapping[str, Mapping[str, Any]]) -> Prepared:
-    """The spec checked (as the admission webhook checks it) and every step resolved."""
+
+def prepare(
+    pipeline: Mapping[str, Any],
+    tasks: Mapping[str, Mapping[str, Any]],
+    *,
+    max_matrix: int = DEFAULT_MAX_MATRIX,
+) -> Prepared:
+    """The spec checked (as the admission webhook checks it) and every step resolved;
+    ``max_matrix``: the cap on a matrix's width (``sluice run --max-matrix``)."""
     name = (pipeline.get("metadata") or {}).get("name", "")
-    report = validation.check_pipeline(pipeline.get("spec"), name=name, tasks=tasks)
+    report = validation.check_pipeline(
+        pipeline.get("spec"), name=name, tasks=tasks, max_matrix=max_matrix
+    )
     if report.pipeline is None:
         return Prepared(report, {}, [])
     resolved, step_problems = _resolve_steps(report.pipeline, report)

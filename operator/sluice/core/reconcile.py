@@ -57,6 +57,7 @@ from sluice.core.conditions import timed_out
 from sluice.core.dataflow import Flow
 from sluice.core.decision import Decision
 from sluice.core.jobevents import JobEvent
+from sluice.core.matrix import DEFAULT_MAX_MATRIX
 from sluice.core.observe import JobView, observe_job
 from sluice.core.phases import P, T
 from sluice.core.plan import Event, Plan, TaskTransition
@@ -86,6 +87,7 @@ def reconcile(
     pods: Mapping[str, Sequence[PodView]] | None = None,
     job_events: Mapping[str, Sequence[JobEvent]] | None = None,
     stuck_after: float = stuck.STUCK_AFTER,
+    max_matrix: int = DEFAULT_MAX_MATRIX,
 ) -> Plan:
     """Decide what to do for one Pipeline. Pure: same inputs, same plan.
 
@@ -96,12 +98,20 @@ def reconcile(
     :func:`prepare` and :func:`decide`. ``pods`` are what the shell knows of the pods of
     those Jobs, by Job name (``core.pods.PodView``; a Job absent from it: nothing known);
     ``job_events`` the Events of the Jobs it diagnosed, and ``stuck_after`` the seconds
-    after which a running attempt whose pod has not started is looked at (``core.stuck``).
+    after which a running attempt whose pod has not started is looked at (``core.stuck``);
+    ``max_matrix`` the cap on a matrix's width (``sluice run --max-matrix``).
     """
     if prepared is None:
-        prepared = prepare(pipeline, tasks)
+        prepared = prepare(pipeline, tasks, max_matrix=max_matrix)
     return decide(
-        prepared, pipeline, jobs, now, pods=pods, job_events=job_events, stuck_after=stuck_after
+        prepared,
+        pipeline,
+        jobs,
+        now,
+        pods=pods,
+        job_events=job_events,
+        stuck_after=stuck_after,
+        max_matrix=max_matrix,
     )
 
 
@@ -114,6 +124,7 @@ def decide(
     pods: Mapping[str, Sequence[PodView]] | None = None,
     job_events: Mapping[str, Sequence[JobEvent]] | None = None,
     stuck_after: float = stuck.STUCK_AFTER,
+    max_matrix: int = DEFAULT_MAX_MATRIX,
 ) -> Plan:
     """The second stage: from the prepared spec, the Pipeline's metadata and status and
     its Jobs, the plan. Reads ``pipeline``'s metadata and status only (its spec is in
@@ -153,6 +164,8 @@ def decide(
     d.steps = {n: d.step(n) for n in step_names}  # steps removed from the spec drop out
     d.retry_policies = {n: res.retry for n, res in prepared.resolved.items()}
     d.declared = prepared.declared
+    d.matrixed = prepared.matrixed
+    d.max_matrix = max_matrix
     stages.fold_jobs(d, step_names, run_jobs)
     problems += _step_problems(d, prepared)
     if problems:

@@ -18,7 +18,7 @@ from sluice.api import (
     PipelineSpec,
     TaskPhase,
 )
-from sluice.core import dag, settle, stuck, validation
+from sluice.core import dag, fanout, settle, stuck, validation
 from sluice.core.attempts import fold_jobs, reopen_fixed
 from sluice.core.conditions import (
     conditions_for,
@@ -198,7 +198,7 @@ def summarise(
     finals = [(t.name, d.phase(t.name)) for t in spec.finally_]
     phases = [p for _, p in steps]
     total = len(phases) + len(finals)
-    st.progress = settle.progress(phases, [p for _, p in finals])
+    st.progress = _progress(d, steps, finals)
     active = any(p in _ACTIVE for _, p in [*steps, *finals])
     old_phase = st.phase
     st.phase, st.message = phase_and_message(st, steps)
@@ -227,6 +227,15 @@ def summarise(
         d.event("Normal", "Recovered", f"Run {st.run} succeeded after it was Degraded.")
     rows = conditions_for(st.phase, active, spec.suspend)
     set_conditions(st, rows, st.message or "", d.now, generation)
+
+
+def _progress(
+    d: Decision, steps: Sequence[tuple[str, TaskPhase]], finals: Sequence[tuple[str, TaskPhase]]
+) -> str:
+    """``done/total``: over steps, or over combinations when a step fans out."""
+    if d.matrixed:
+        return fanout.progress(d, [n for n, _ in [*steps, *finals]])
+    return settle.progress([p for _, p in steps], [p for _, p in finals])
 
 
 def _finally_phase(

@@ -101,8 +101,8 @@ def watch(
     current = {(v.step, v.attempt): v for v in run_jobs}
     for step in [*spec.tasks, *spec.finally_]:
         ts = d.step(step.name)
-        if ts.phase != T.RUNNING:
-            continue
+        if ts.phase != T.RUNNING or ts.matrix is not None:
+            continue  # a matrixed step's combinations are not watched (yet)
         job = current.get((ts.name, ts.attempts))
         if job is None or job.state != "Active" or job.deleting:
             continue

@@ -76,6 +76,7 @@ import kopf
 
 from sluice.api import GROUP, PIPELINE_PLURAL, TASK_PLURAL, VERSION
 from sluice.core import validation
+from sluice.core.matrix import DEFAULT_MAX_MATRIX
 from sluice.shell import scope
 from sluice.shell.certs import CertificateFiles, make_certificates
 from sluice.shell.kube import Kube
@@ -133,6 +134,8 @@ class AdmissionConfig:
     cert_file: Path | None = None
     key_file: Path | None = None
     ca_file: Path | None = None
+    max_matrix: int = DEFAULT_MAX_MATRIX
+    """Combinations one matrixed step may have (``sluice run --max-matrix``)."""
 
 
 # ----------------------------------------------------------------------------- handlers
@@ -167,6 +170,7 @@ def _uses_task_refs(spec: Any) -> bool:
 class _Handlers:
     namespaces: Sequence[str]
     tasks_of: TasksOf = _no_tasks
+    max_matrix: int = DEFAULT_MAX_MATRIX
     refused: dict[str, int] = field(default_factory=lambda: {"pipeline": 0, "task": 0})
 
     def pipeline(
@@ -191,6 +195,7 @@ class _Handlers:
             name=meta.get("name") or None,  # None with generateName: no Job name check
             tasks=self.tasks_of(namespace or "") if _uses_task_refs(spec) else {},
             size=_size(body),
+            max_matrix=self.max_matrix,
         )
         self._answer("pipeline", meta, report, warnings)
 
@@ -290,7 +295,7 @@ def install(
     if config.mode == "cluster" and (config.cert_file is None or config.key_file is None):
         raise ValueError("--admission cluster needs --webhook-cert-file and --webhook-key-file")
     logging.getLogger("kopf.objects").addFilter(_QuietRefusals())
-    handlers = _Handlers(list(config.namespaces), tasks_of)
+    handlers = _Handlers(list(config.namespaces), tasks_of, config.max_matrix)
     registrar = certs = tmp = None
     if config.mode == "local":
         if kube is None:

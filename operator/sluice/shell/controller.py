@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from sluice.core.matrix import DEFAULT_MAX_MATRIX
 from sluice.core.pods import PodView
 from sluice.core.reconcile import JobView, Plan, reconcile
 from sluice.core.stuck import STUCK_AFTER
@@ -85,8 +86,11 @@ class Controller:
         status_interval: float = 1.0,
         status_writers: int = STATUS_WRITERS,
         stuck_after: float = STUCK_AFTER,
+        max_matrix: int = DEFAULT_MAX_MATRIX,
     ) -> None:
         self.kube = kube
+        self.max_matrix = max_matrix
+        """The cap on a matrix's width (``sluice run --max-matrix``)."""
         self.acting = False
         """True while this replica leads (`lead`): only then is anything written."""
         self.status = StatusWriter(
@@ -112,7 +116,7 @@ class Controller:
         self.stopping = False
         self.task_epochs: dict[str, int] = {}
         """Per namespace, how many Task events were seen: a change of any Task."""
-        self._prepared = PreparedCache()
+        self._prepared = PreparedCache(max_matrix=max_matrix)
 
     # ------------------------------------------------------------------ leadership
     def lead(self, leading: bool) -> None:
@@ -290,7 +294,9 @@ class Controller:
         plan = await self.diagnoser.decide(
             worker.key,
             [j.name for j in jobs if j.state == "Active"],
-            lambda **seen: reconcile(body, tasks, jobs, now, prepared=prepared, **seen),
+            lambda **seen: reconcile(
+                body, tasks, jobs, now, prepared=prepared, max_matrix=self.max_matrix, **seen
+            ),
             known,
         )
         completion_seen = worker.woken_by_completion

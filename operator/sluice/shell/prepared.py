@@ -11,6 +11,7 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from sluice.core.matrix import DEFAULT_MAX_MATRIX
 from sluice.core.reconcile import Prepared, prepare
 
 __all__ = ["PreparedCache"]
@@ -21,8 +22,9 @@ _KEPT = 256
 class PreparedCache:
     """``prepare(body, tasks)`` by (uid, generation, the namespace's Task epoch)."""
 
-    def __init__(self, kept: int = _KEPT) -> None:
+    def __init__(self, kept: int = _KEPT, max_matrix: int = DEFAULT_MAX_MATRIX) -> None:
         self.kept = kept
+        self.max_matrix = max_matrix
         self._by_key: OrderedDict[tuple[Any, ...], Prepared] = OrderedDict()
 
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
@@ -39,7 +41,7 @@ class PreparedCache:
         key = (meta.get("uid"), meta.get("generation"), task_epoch)
         prepared = self._by_key.get(key)
         if prepared is None:
-            prepared = self._by_key[key] = prepare(body, tasks)
+            prepared = self._by_key[key] = prepare(body, tasks, max_matrix=self.max_matrix)
             while len(self._by_key) > self.kept:
                 self._by_key.popitem(last=False)
         else:

@@ -13,6 +13,7 @@ from typing import Any
 
 from sluice.api import PipelineSpec, PipelineTask, TaskSpec
 from sluice.core import dataflow, references
+from sluice.core.validation.matrix import matrix_texts
 from sluice.core.validation.report import Report, did_you_mean, quote
 
 __all__ = ["check_flow", "step_task"]
@@ -43,6 +44,8 @@ def _step_flow(
             params=[(p.name, p.value) for p in step.params],
         )
     )
+    # A fromResult producer is a dependency, with the data-flow checks of any reference.
+    texts += matrix_texts(step)
     return dataflow.StepFlow(
         name=step.name,
         depends_on=list(step.depends_on),
@@ -50,6 +53,7 @@ def _step_flow(
         when=step.when,
         results=[r.name for r in task.results] if task is not None else None,
         external=step.task is None,
+        matrixed=step.matrix is not None,
     )
 
 

@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 
 from sluice.api import PipelineSpec, PipelineTask, TaskSpec
 from sluice.core import matrix as mx
-from sluice.core import references
 from sluice.core.validation.report import Finding, did_you_mean, quote, twice
 
 __all__ = ["check_matrices", "check_matrix", "matrix_param_names", "matrix_texts"]
@@ -135,16 +134,4 @@ def check_matrices(
     out: list[Finding] = []
     for s in steps:
         out += check_matrix(s, task_of[s.name], external=s.task is None, cap=cap)
-    refs = {s.name: references.step_refs(matrix_texts(s)) for s in steps}
-    results = {
-        n: ([r.name for r in t.results] if t is not None else None) for n, t in task_of.items()
-    }
-    for problem in references.check(
-        main=[s.name for s in spec.tasks],
-        finally_=[s.name for s in spec.finally_],
-        refs=refs,
-        results=results,
-        external={s.name: s.task is None for s in steps},
-    ):
-        out.append(Finding(problem.severity, problem.message, problem.step, problem.external))
     return out

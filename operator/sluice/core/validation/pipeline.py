@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from sluice.api import PipelineSpec, PipelineTask, TaskSpec, parse_pipeline_spec
 from sluice.core import dag, naming, params
+from sluice.core.matrix import DEFAULT_MAX_MATRIX
 from sluice.core.validation.flow import check_flow
 from sluice.core.validation.matrix import check_matrices, matrix_param_names
 from sluice.core.validation.report import (
@@ -37,13 +38,15 @@ def check_pipeline(
     name: str | None = None,
     tasks: Mapping[str, Mapping[str, Any]] | None = None,
     size: int | None = None,
+    max_matrix: int = DEFAULT_MAX_MATRIX,
 ) -> Report:
     """Check a Pipeline's ``spec``.
 
     ``name`` is the Pipeline's name (for the Job names), ``tasks`` the Task
     objects of its namespace by name (``{"spec": ...}`` dicts; None when they
     are not known, which skips the checks that need them), ``size`` the
-    object's JSON size when known.
+    object's JSON size when known, ``max_matrix`` the cap on a matrix's width
+    (``sluice run --max-matrix``).
     """
     report = Report("pipeline")
     if not isinstance(spec, Mapping):
@@ -63,7 +66,7 @@ def check_pipeline(
         _check_jobnames_list(report, pipeline, name)
     _check_steps(report, pipeline, tasks)
     check_flow(report, pipeline, tasks)
-    report.findings += check_matrices(pipeline, report.tasks)
+    report.findings += check_matrices(pipeline, report.tasks, cap=max_matrix)
     if size is not None:
         _check_size(report, pipeline, size)
     return report

@@ -1,10 +1,10 @@
 """Warnings for fields the API accepts but this version does not act on yet.
 
-Fan-out (``matrix``), schedules and step caching are in the CRDs, checked at apply, and
-their pure core is built and tested, but the reconciler does not use them yet
-(docs/fan-out.md, docs/schedules.md). Accepting such a field silently would let a user
-believe a sweep ran 256 times or a pipeline runs nightly: ``kubectl apply`` and
-``kubectl sluice lint`` say so instead, as a warning, and the Pipeline still runs.
+Schedules and step caching are in the CRDs, checked at apply, and their pure core is
+built and tested, but the reconciler does not use them yet (docs/schedules.md).
+Accepting such a field silently would let a user believe a pipeline runs nightly:
+``kubectl apply`` and ``kubectl sluice lint`` say so instead, as a warning, and the
+Pipeline still runs.
 """
 
 from __future__ import annotations
@@ -21,13 +21,6 @@ NOT_YET = "is not acted on by this version yet"
 def check_unwired(report: Report, spec: PipelineSpec) -> None:
     """A warning for each accepted field that nothing acts on yet."""
     for step in [*spec.tasks, *spec.finally_]:
-        if step.matrix is not None:
-            report.add(
-                "warning",
-                f'task "{step.name}": matrix {NOT_YET}: the step runs once, with its '
-                "params' other values (fan-out: docs/fan-out.md)",
-                step=step.name,
-            )
         if step.cache is not None and step.cache.enabled:
             report.add("warning", f'task "{step.name}": cache {NOT_YET}: the step always runs')
     if spec.schedule is not None:
