@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from sluice.api import FailureKind, PipelineStatus, RetryPolicy, TaskPhase, TaskStatus
+from sluice.api.schedule import RunTrigger
 from sluice.core.jobevents import JobEvent
 from sluice.core.plan import Event, Plan, TaskTransition
 from sluice.core.pods import PodView
+
+if TYPE_CHECKING:
+    from sluice.core.cache_key import CacheInputs
 
 __all__ = ["Decision"]
 
@@ -44,6 +48,13 @@ class Decision:
         self.retry_policies: dict[str, RetryPolicy] = {}
         self.declared: dict[str, tuple[str, ...]] = {}
         """The result names of each step that declares results."""
+        self.trigger: RunTrigger | None = None
+        """What started the current run, when it started in this reconcile."""
+        self.history_limit: int | None = None
+        """``spec.historyLimit`` (``core.scheduling`` writes ``status.history``)."""
+        self.cache: Mapping[str, CacheInputs] = {}
+        """The steps whose cache is enabled, with the inputs of their keys that the spec
+        fixes (``core.cache_key.inputs``)."""
 
     def step(self, name: str) -> TaskStatus:
         """The status of step ``name``, created (Pending) when it has none yet."""

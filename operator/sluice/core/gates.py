@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sluice.api import TaskStatus
-from sluice.core import dataflow, settle, when
+from sluice.core import caching, dataflow, settle, when
 from sluice.core.dataflow import Flow
 from sluice.core.decision import Decision
 from sluice.core.jobspec import ResolvedStep, build_job
@@ -124,8 +124,8 @@ def schedule(
         if slots <= 0:
             break
         res = resolved.get(name)
-        if res is None:
-            continue
+        if res is None or caching.restore(d, d.step(name), ctx.flow.refs.get(name, ())):
+            continue  # not resolved, or done from the cache (no Job)
         if _start_attempt(d, d.step(name), res, owner, ctx):
             slots -= 1
     return slots
