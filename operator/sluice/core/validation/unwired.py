@@ -1,10 +1,9 @@
 """Warnings for fields the API accepts but this version does not act on yet.
 
-Fan-out (``matrix``), schedules and step caching are in the CRDs, checked at apply, and
-their pure core is built and tested, but the reconciler does not use them yet
-(docs/fan-out.md, docs/schedules.md). Accepting such a field silently would let a user
-believe a sweep ran 256 times or a pipeline runs nightly: ``kubectl apply`` and
-``kubectl sluice lint`` say so instead, as a warning, and the Pipeline still runs.
+Fan-out (``matrix``) is in the CRDs, checked at apply, and its pure core is built and
+tested, but the reconciler does not use it yet (docs/fan-out.md). Accepting such a field
+silently would let a user believe a sweep ran 256 times: ``kubectl apply`` and ``kubectl
+sluice lint`` say so instead, as a warning, and the Pipeline still runs.
 """
 
 from __future__ import annotations
@@ -28,13 +27,3 @@ def check_unwired(report: Report, spec: PipelineSpec) -> None:
                 "params' other values (fan-out: docs/fan-out.md)",
                 step=step.name,
             )
-        if step.cache is not None and step.cache.enabled:
-            report.add("warning", f'task "{step.name}": cache {NOT_YET}: the step always runs')
-    if spec.schedule is not None:
-        report.add(
-            "warning",
-            f"schedule {NOT_YET}: no run starts on its own; rerun with the sluice.dev/rerun "
-            "annotation (docs/schedules.md)",
-        )
-    if spec.cache is not None and spec.cache.enabled:
-        report.add("warning", f"cache {NOT_YET}: every step always runs")
