@@ -59,6 +59,11 @@ def test_every_10s_makes_runs_that_the_history_shows_with_trigger_schedule(
     assert all(r["phase"] == "Succeeded" for r in done)
     records = history(s, "tick")
     assert records[-1]["run"] == 1 and records[-1]["trigger"] == "Created"
+    # On time: a run starts within PROMPT_SECONDS (5 s) of its tick (anchor + 10 s x k).
+    anchor = when(s.get("tick")["metadata"]["creationTimestamp"])
+    lags = [(when(r["startedAt"]) - anchor).total_seconds() % 10 for r in done]
+    print(f"schedule lag (whole seconds): {lags}")
+    assert all(lag <= 5 for lag in lags), lags
     assert [r["run"] for r in records] == sorted((r["run"] for r in records), reverse=True)
     sched = s.status("tick")["schedule"]
     assert when(sched["nextScheduleTime"]) > when(sched["lastScheduleTime"])
