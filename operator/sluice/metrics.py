@@ -17,11 +17,13 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 __all__ = [
     "DURATION_BUCKETS",
     "HANDOFF_BUCKETS",
+    "LAG_BUCKETS",
     "Metrics",
 ]
 
 HANDOFF_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
+LAG_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600)
 RECONCILE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 
 
@@ -150,6 +152,32 @@ class Metrics:
             "sluice_leader",
             "1 while this replica holds the leader election Lease (and so acts and exports "
             "the per-pipeline and phase gauges), else 0.",
+            registry=r,
+        )
+        self.scheduled_runs = Counter(
+            "sluice_scheduled_runs_total",
+            "Ticks of pipeline schedules, by outcome: started (a run), skipped (Forbid: the "
+            "previous run was running) or missed (not run: past startingDeadlineSeconds, or "
+            "older than the one tick caught up).",
+            ["namespace", "outcome"],
+            registry=r,
+        )
+        self.schedule_lag = Histogram(
+            "sluice_schedule_lag_seconds",
+            "From a schedule's tick to the start of its run (a catch-up's includes the outage).",
+            buckets=LAG_BUCKETS,
+            registry=r,
+        )
+        self.cache_hits = Counter(
+            "sluice_task_cache_hits_total",
+            "Steps not run because a cache entry of an earlier run matched their inputs.",
+            ["namespace"],
+            registry=r,
+        )
+        self.cache_misses = Counter(
+            "sluice_task_cache_misses_total",
+            "Steps with an enabled cache that found no entry and ran.",
+            ["namespace"],
             registry=r,
         )
         self.jobs_created = Counter(

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sluice.core.validation.unwired import NOT_YET
 from sluice.kubectl_sluice.lint import lint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,12 +60,7 @@ def test_every_example_is_clean() -> None:
     result = lint(EXAMPLES)
 
     assert result.ok
-    # Only the examples of what is accepted but not acted on yet warn, and say so.
-    assert all(p.severity == "warning" and NOT_YET in p.message for p in result.problems)
-    assert {Path(p.file).name for p in result.problems} <= {
-        "hyperparameter-sweep.yaml",
-        "nightly-retrain.yaml",
-    }
+    assert result.problems == []  # fan-out, schedules and caching run: nothing to warn of
     assert result.objects >= 3
 
 
@@ -148,7 +142,7 @@ def test_lint_exits_non_zero_on_an_invalid_pipeline_and_zero_on_the_examples() -
     assert bad.stdout.endswith(": cycle: clean -> extract -> clean\n")
     good = _plugin("lint", str(ROOT / "examples"))
     assert good.returncode == 0, good.stdout + good.stderr
-    assert all(NOT_YET in line for line in good.stdout.splitlines())  # warnings only
+    assert good.stdout == ""
     assert "valid" in good.stderr
 
 

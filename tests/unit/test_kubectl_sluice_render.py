@@ -418,3 +418,13 @@ def test_graph_formats_match_their_golden_output(fmt: str) -> None:
 )
 def test_durations_read_like_kubectl_ages(seconds: float | None, text: str) -> None:
     assert render.duration(seconds) == text
+
+
+def test_list_and_get_show_the_next_scheduled_run() -> None:
+    obj = diamond()
+    obj["status"]["schedule"] = {"nextScheduleTime": _t(-90)}
+    v = render.view(obj)
+    assert v.next_run_at == NOW + timedelta(seconds=90)
+    header, row = render.render_list([v], NOW)
+    assert "NEXT RUN" in header and "in 1m30s" in row
+    assert any(line.startswith("Next run:") for line in render.render_get(v, NOW))

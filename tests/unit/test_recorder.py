@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from sluice.metrics import Metrics
 from sluice.shell.recorder import Recorder
-from support.world import World
+from support.world import T0, World, ts
 
 IMG = {"image": "busybox:1.36"}
 KEY = ("ns", "p")
@@ -148,3 +148,27 @@ def test_a_step_failed_while_waiting_is_not_an_attempt() -> None:
         if s.name == "sluice_task_duration_seconds_count"
     }
     assert counts == {"failed": 1.0}
+
+
+def test_schedule_and_cache_outcomes_are_counted_by_namespace() -> None:
+    spec = {
+        "schedule": {"cron": "@every 10s"},
+        "cache": {"enabled": True},
+        "tasks": [step("a")],
+    }
+    r = Recorded(spec)
+    r.world.pipeline["metadata"]["creationTimestamp"] = ts(T0)
+    r.reconcile()  # run 1: a cache miss
+    r.world.advance(10)
+    r.reconcile()  # the tick while run 1 runs: skipped
+    r.world.succeed("a")
+    r.reconcile()
+    r.world.advance(10)
+    r.reconcile()  # run 2 starts, and `a` comes from the cache
+    r.reconcile()
+    value = r.registry.get_sample_value
+    assert value("sluice_scheduled_runs_total", {"namespace": "ns", "outcome": "skipped"}) == 1
+    assert value("sluice_scheduled_runs_total", {"namespace": "ns", "outcome": "started"}) == 1
+    assert value("sluice_schedule_lag_seconds_count") == 1
+    assert value("sluice_task_cache_misses_total", {"namespace": "ns"}) == 1
+    assert value("sluice_task_cache_hits_total", {"namespace": "ns"}) == 1

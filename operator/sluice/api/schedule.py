@@ -22,6 +22,7 @@ from sluice.api.enums import PipelinePhase
 from sluice.api.times import Timestamp
 
 __all__ = [
+    "CACHE_CAP_PER_PIPELINE",
     "CRON_MACROS",
     "CRON_MESSAGE",
     "CRON_SHAPE",
@@ -32,6 +33,7 @@ __all__ = [
     "MAX_HISTORY_MESSAGE",
     "MIN_EVERY_SECONDS",
     "CachePolicy",
+    "CacheRecord",
     "ConcurrencyPolicy",
     "RunRecord",
     "RunTrigger",
@@ -46,6 +48,8 @@ MAX_CRON: Final = 200
 MAX_TIME_ZONE: Final = 64  # the longest IANA name is 32 characters
 MAX_HISTORY_MESSAGE: Final = 256
 MAX_CACHE_VERSION: Final = 63
+CACHE_CAP_PER_PIPELINE: Final = 100
+"""At most this many entries in ``status.cache`` (fewer for a pipeline with few steps)."""
 
 #: The macros, as the 5-field expressions they stand for (Vixie cron's table).
 CRON_MACROS: Final[dict[str, str]] = {
@@ -156,3 +160,13 @@ class RunRecord(Model):
     message: str | None = Field(
         default=None, max_length=MAX_HISTORY_MESSAGE, description="How it ended."
     )
+
+
+class CacheRecord(Model):
+    """One entry of ``status.cache``: a succeeded step other runs of the pipeline may reuse."""
+
+    step: str = Field(description="The step that succeeded.")
+    key: str = Field(description="Its cache key (v1- and a sha256, docs/schedules.md).")
+    run: int = Field(ge=1, description="The run it succeeded in.")
+    finished_at: Timestamp = Field(description="When it succeeded.")
+    results: dict[str, str] | None = Field(default=None, description="Its results, by name.")

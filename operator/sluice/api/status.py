@@ -11,7 +11,13 @@ from sluice.api.constants import RERUN_ANNOTATION, RETRY_ANNOTATION
 from sluice.api.enums import ConditionStatus, PipelinePhase, TaskPhase
 from sluice.api.matrix import MatrixStatus
 from sluice.api.models import BY_NAME, MAX_STEPS, Model
-from sluice.api.schedule import HISTORY_LIMIT_MAX, RunRecord, ScheduleStatus
+from sluice.api.schedule import (
+    CACHE_CAP_PER_PIPELINE,
+    HISTORY_LIMIT_MAX,
+    CacheRecord,
+    RunRecord,
+    ScheduleStatus,
+)
 from sluice.api.times import Timestamp
 
 __all__ = ["Condition", "PipelineStatus", "TaskStatus", "parse_pipeline_status"]
@@ -72,6 +78,9 @@ class TaskStatus(Model):
     )
     matrix: MatrixStatus | None = Field(
         default=None, description="The combinations of a matrixed step, counted by phase."
+    )
+    cache_key: str | None = Field(
+        default=None, description="Cache key of the step's inputs, when its cache is enabled."
     )
 
 
@@ -136,6 +145,16 @@ class PipelineStatus(Model):
         default=None,
         max_length=HISTORY_LIMIT_MAX,
         description="The latest runs, newest first (spec.historyLimit of them).",
+    )
+    cache: list[CacheRecord] | None = Field(
+        default=None,
+        max_length=CACHE_CAP_PER_PIPELINE,
+        description="Succeeded steps of earlier runs that cached steps reuse, newest first.",
+    )
+    ignore_cache: bool | None = Field(
+        default=None,
+        description="The current run reads no cache entry (a rerun whose value starts with "
+        "nocache-); what it computes is still remembered.",
     )
     handled_retry: str | None = Field(
         default=None, description=f"Value of the {RETRY_ANNOTATION} annotation already acted on."

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from sluice.api import FailureKind, PipelineSpec, RetryPolicy, TaskStatus
-from sluice.core import fanout, harvest, retry
+from sluice.core import caching, fanout, harvest, retry
 from sluice.core.decision import Decision
 from sluice.core.jobspec import ResolvedStep
 from sluice.core.observe import JobView
@@ -72,6 +72,7 @@ def _fold_step(d: Decision, ts: TaskStatus, jobs: list[JobView]) -> None:
         ts.reason, ts.message = "Completed", None
         ts.next_retry_at = None
         d.move(ts, _T.SUCCEEDED, attempt_started=current.created_at)
+        caching.remember(d, ts)
     elif current.state == "Failed":
         kind = retry.classify_job_failure(current.reason, current.message)
         reason, message = _failure_words(current.reason, current.message, kind)

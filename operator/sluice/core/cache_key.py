@@ -31,6 +31,9 @@ Everything else is not in the key: retry, timeouts, ``serviceAccountName``, ``po
 (labels, node selectors, tolerations, volumes), CPU and memory, the step's name and the
 pipeline's. A volume's content is not an input Sluice can see: bump ``cacheVersion``.
 
+:func:`inputs` gives, once per spec, what the spec fixes of each cached step's key (the
+reconciler adds the consumed results: ``sluice.core.caching``).
+
 Entries (:class:`CacheEntry`): one per (step, key) with the run it came from, its finish
 time and its results. :func:`lookup` takes the newest entry of the key no older than
 ``maxAgeSeconds``; :func:`remember` keeps entries newest first, drops those older than
@@ -47,8 +50,9 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
 
-from sluice.api import TaskSpec
-from sluice.api.schedule import CachePolicy
+from sluice.api import PipelineSpec, TaskSpec
+from sluice.api.schedule import CACHE_CAP_PER_PIPELINE, CachePolicy
+from sluice.core import params
 from sluice.k8s.syntax import parse_quantity
 
 __all__ = [
@@ -57,9 +61,11 @@ __all__ = [
     "MAX_ENTRY_AGE_SECONDS",
     "NOCACHE_PREFIX",
     "CacheEntry",
+    "CacheInputs",
     "cache_key",
     "effective_cache",
     "ignores_cache",
+    "inputs",
     "key_inputs",
     "lookup",
     "remember",
@@ -68,7 +74,6 @@ __all__ = [
 KEY_VERSION: Final = "v1"
 NOCACHE_PREFIX: Final = "nocache-"
 """A ``sluice.dev/rerun`` value with this prefix reruns without reading the cache."""
-CACHE_CAP_PER_PIPELINE: Final = 100
 MAX_ENTRY_AGE_SECONDS: Final = 30 * 24 * 3600
 """Entries of a policy without ``maxAgeSeconds`` are kept this long at most."""
 _NOT_ACCELERATORS: Final = frozenset({"cpu", "memory", "ephemeral-storage"})
@@ -184,3 +189,50 @@ def remember(
     kept.append(entry)
     kept.sort(key=lambda e: (e.finished_at, e.run), reverse=True)
     return kept[: max(cap, 0)]
+
+
+@dataclass(frozen=True)
+class CacheInputs:
+    """What the spec fixes of a cached step's key, and its policy."""
+
+    policy: CachePolicy
+    task: TaskSpec
+    """The step's Task, ``$(params.x)`` substituted in command, args and env values."""
+    params: Mapping[str, str]
+
+
+def inputs(spec: PipelineSpec, tasks: Mapping[str, TaskSpec]) -> dict[str, CacheInputs]:
+    """The cached steps of ``spec`` (see the module's docstring); ``tasks`` by name."""
+    out: dict[str, CacheInputs] = {}
+    pipeline_params = {p.name: p.value for p in spec.params}
+    for step in spec.tasks:
+        policy = effective_cache(step.cache, spec.cache)
+        task = step.task or (tasks.get(step.task_ref.name) if step.task_ref else None)
+        if policy is None or task is None or step.matrix is not None:
+            continue
+        declared = [(p.name, p.default) for p in task.params]
+        try:
+            values = params.resolve(
+                declared, {p.name: p.value for p in step.params}, pipeline_params
+            )
+            out[step.name] = CacheInputs(policy, _substituted(task, values), values)
+        except params.MissingParamError:
+            continue  # the step fails on its own (validation says why)
+    return out
+
+
+def _substituted(task: TaskSpec, values: Mapping[str, str]) -> TaskSpec:
+    def each(texts: list[str] | None) -> list[str] | None:
+        return None if texts is None else [params.substitute(t, values) for t in texts]
+
+    env = None
+    if task.env is not None:
+        env = [
+            {**e, "value": params.substitute(e["value"], values)}
+            if isinstance(e.get("value"), str)
+            else dict(e)
+            for e in task.env
+        ]
+    return task.model_copy(
+        update={"command": each(task.command), "args": each(task.args), "env": env}
+    )

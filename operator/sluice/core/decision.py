@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
 from sluice.api import FailureKind, PipelineStatus, RetryPolicy, TaskPhase, TaskStatus
+from sluice.api.schedule import RunTrigger
 from sluice.core.jobevents import JobEvent
 from sluice.core.plan import Event, Plan, TaskTransition
 from sluice.core.pods import PodView
@@ -19,6 +20,7 @@ from sluice.core.pods import PodView
 if TYPE_CHECKING:
     from sluice.core.fanout import Fanout
     from sluice.core.jobspec import ResolvedStep
+    from sluice.core.cache_key import CacheInputs
 
 __all__ = ["Decision"]
 
@@ -54,6 +56,13 @@ class Decision:
         """Where each matrixed step's combinations stand in this reconcile."""
         self.max_matrix = 256
         """The cap on a dynamic matrix's width (``sluice run --max-matrix``)."""
+        self.trigger: RunTrigger | None = None
+        """What started the current run, when it started in this reconcile."""
+        self.history_limit: int | None = None
+        """``spec.historyLimit`` (``core.scheduling`` writes ``status.history``)."""
+        self.cache: Mapping[str, CacheInputs] = {}
+        """The steps whose cache is enabled, with the inputs of their keys that the spec
+        fixes (``core.cache_key.inputs``)."""
 
     def step(self, name: str) -> TaskStatus:
         """The status of step ``name``, created (Pending) when it has none yet."""

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sluice.api import TaskStatus
-from sluice.core import dataflow, fanout, settle, when
+from sluice.core import caching, dataflow, fanout, settle, when
 from sluice.core.dataflow import Flow
 from sluice.core.decision import Decision
 from sluice.core.jobspec import ResolvedStep, build_job
@@ -134,6 +134,8 @@ def schedule(
             continue
         if res.matrix is not None:
             slots -= _start_combinations(d, d.step(name), res, owner, ctx, slots)
+        elif caching.restore(d, d.step(name), ctx.flow.refs.get(name, ())):
+            continue  # done from the cache (no Job)
         elif _start_attempt(d, d.step(name), res, owner, ctx):
             slots -= 1
     return slots

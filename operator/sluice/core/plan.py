@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from sluice.api import FailureKind, TaskPhase
 
-__all__ = ["Event", "Plan", "TaskTransition"]
+__all__ = ["Event", "Plan", "ScheduleOutcome", "TaskTransition"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,16 @@ class TaskTransition:
     duration_s: float | None = None
 
 
+@dataclass(frozen=True)
+class ScheduleOutcome:
+    """One outcome of a tick, for the metrics: ``started`` (with its lag from the tick),
+    ``skipped`` or ``missed`` (``count`` ticks)."""
+
+    outcome: Literal["started", "skipped", "missed"]
+    count: int = 1
+    lag_seconds: float | None = None
+
+
 @dataclass
 class Plan:
     create: list[dict[str, Any]] = field(default_factory=list)
@@ -49,3 +59,9 @@ class Plan:
     again with them (``pods=``, ``job_events=``; ``core.stuck``)."""
     run_recovered: bool = False
     """The run, first settled as Degraded, succeeded now (after a fix or a retry)."""
+    scheduled: list[ScheduleOutcome] = field(default_factory=list)
+    """What the schedule did now (``core.scheduling``): runs started, ticks skipped or missed."""
+    cache_hits: int = 0
+    """Steps not run now because a cache entry matched (``core.caching``)."""
+    cache_misses: int = 0
+    """Steps with a cache policy that found no entry and start an attempt now."""

@@ -8,11 +8,13 @@ from functools import cached_property
 from typing import Any
 
 from sluice.api import PipelineSpec
-from sluice.core import validation
+from sluice.core import cache_key, validation
+from sluice.core.cache_key import CacheInputs
 from sluice.core.dataflow import Flow
 from sluice.core.jobspec import ResolvedStep, resolve_step
 from sluice.core.matrix import DEFAULT_MAX_MATRIX
 from sluice.core.params import MissingParamError
+from sluice.core.schedule import Cron, ScheduleError, parse_cron
 
 __all__ = ["Prepared", "prepare"]
 
@@ -33,6 +35,24 @@ class Prepared:
     def flow(self) -> Flow | None:
         """The data flow (merged dependencies, references), when the spec parses."""
         return self.report.flow
+
+    @cached_property
+    def cron(self) -> Cron | None:
+        """``spec.schedule`` parsed (once per spec), None without one or when it is invalid
+        (validation reports why)."""
+        spec = self.report.pipeline
+        if spec is None or spec.schedule is None:
+            return None
+        try:
+            return parse_cron(spec.schedule.cron, spec.schedule.time_zone)
+        except ScheduleError:
+            return None
+
+    @cached_property
+    def cache_inputs(self) -> dict[str, CacheInputs]:
+        """The steps whose cache is enabled, with what the spec fixes of their keys."""
+        spec = self.report.pipeline
+        return {} if spec is None else cache_key.inputs(spec, self.report.tasks)
 
     @cached_property
     def declared(self) -> dict[str, tuple[str, ...]]:

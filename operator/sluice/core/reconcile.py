@@ -52,7 +52,7 @@ from sluice.api import (
     dump,
     parse_pipeline_status,
 )
-from sluice.core import gates, harvest, podsuccess, stages, stuck
+from sluice.core import gates, harvest, podsuccess, scheduling, stages, stuck
 from sluice.core.conditions import timed_out
 from sluice.core.dataflow import Flow
 from sluice.core.decision import Decision
@@ -152,6 +152,7 @@ def decide(
     retry_token = annotations.get(RETRY_ANNOTATION)
 
     stages.choose_run(d, views, annotations.get(RERUN_ANNOTATION), retry_token, not problems)
+    scheduling.tick(d, prepared, meta, views)  # a due tick starts run N+1, as a rerun does
     run_jobs = podsuccess.promote([v for v in views if v.run == d.status.run], d.pods)
     stages.stop_older_runs(d, views)
     if spec is None:
@@ -256,6 +257,7 @@ def _finish(d: Decision, raw_status: Any, generation: int | None) -> Plan:
     st = d.status
     st.tasks = list(d.steps.values())
     st.observed_generation = generation
+    scheduling.write_history(d)
     new = dump(st)
     if new != (raw_status or {}):
         # A JSON merge patch: top-level fields that went away are sent as null

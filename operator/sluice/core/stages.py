@@ -18,8 +18,10 @@ from sluice.api import (
     PipelineSpec,
     TaskPhase,
 )
+from sluice.api.schedule import HISTORY_LIMIT_MAX, RunTrigger
 from sluice.core import dag, fanout, settle, stuck, validation
 from sluice.core.attempts import fold_jobs, reopen_fixed
+from sluice.core.cache_key import ignores_cache
 from sluice.core.conditions import (
     conditions_for,
     phase_and_message,
@@ -29,6 +31,7 @@ from sluice.core.conditions import (
 )
 from sluice.core.decision import Decision
 from sluice.core.gates import PipelineRef
+from sluice.core.history import close_run
 from sluice.core.observe import JobView
 from sluice.core.phases import P, T
 
@@ -41,6 +44,7 @@ __all__ = [
     "fold_jobs",
     "is_terminal",
     "reopen_fixed",
+    "start_run",
     "stop_older_runs",
     "summarise",
     "time_out",
@@ -72,20 +76,30 @@ def choose_run(
     newest_job_run = max((v.run for v in views), default=0)
     if newest_job_run > st.run:
         # We started a run and died before recording it: adopt it.
-        _start_run(d, newest_job_run, rerun, retry_token, adopted=True)
+        start_run(d, newest_job_run, rerun, retry_token, RunTrigger.RECOVERED)
     elif st.run == 0 and spec_ok:
-        _start_run(d, 1, rerun, retry_token)
+        start_run(d, 1, rerun, retry_token, RunTrigger.CREATED)
     elif st.run > 0 and rerun is not None and rerun != st.handled_rerun:
-        _start_run(d, st.run + 1, rerun, retry_token)
+        start_run(d, st.run + 1, rerun, retry_token, RunTrigger.RERUN)
         d.event(
             "Normal", "RerunRequested", f"Run {st.run} started on request ({RERUN_ANNOTATION})."
         )
 
 
-def _start_run(
-    d: Decision, run: int, rerun: str | None, retry_token: str | None, adopted: bool = False
+def start_run(
+    d: Decision, run: int, rerun: str | None, retry_token: str | None, trigger: RunTrigger
 ) -> None:
+    """Start run ``run`` (``trigger`` says why): a fresh status for it, the handled tokens
+    set. A run replaced before it finished is closed in ``status.history`` as it stood."""
     st = d.status
+    if st.run and st.history and st.phase is not None and st.finished_at is None:
+        note = f"Replaced by run {run} before it finished."
+        limit = HISTORY_LIMIT_MAX  # cut to spec.historyLimit when written (core.scheduling)
+        st.history = close_run(
+            st.history, run=st.run, phase=st.phase, finished_at=d.now, message=note, limit=limit
+        )
+    d.trigger = trigger
+    st.ignore_cache = (trigger == RunTrigger.RERUN and ignores_cache(rerun)) or None
     st.run = run
     st.started_at = d.now
     st.finished_at = None
@@ -97,7 +111,7 @@ def _start_run(
     st.finally_for = None
     d.steps = {}
     st.tasks = []
-    if not adopted:
+    if trigger != RunTrigger.RECOVERED:
         d.event("Normal", "RunStarted", f"Run {run} started.")
 
 

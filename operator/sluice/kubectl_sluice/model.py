@@ -180,7 +180,7 @@ def view(obj: Mapping[str, Any]) -> PipelineView:
         suspend=spec.get("suspend") is True,
         pending_request=_pending(meta, status),
         steps=tuple(_steps(spec, status)),
-        next_run_at=_time(status.get("nextRunAt")),
+        next_run_at=_time((status.get("schedule") or {}).get("nextScheduleTime")),
     )
 
 

@@ -204,6 +204,8 @@ def render_get(v: PipelineView, now: datetime, style: Style = PLAIN) -> list[str
         head("Phase", "no status yet (the operator has not written one)")
     head("Progress", v.progress or f"0/{len(v.steps)}")
     head("Run", str(v.run) if v.run else "-")
+    if v.next_run_at is not None:
+        head("Next run", "in " + duration(_span(now, v.next_run_at, now)))
     age = duration(_span(v.created_at, None, now)) if v.created_at else "-"
     run_time = _span(v.started_at, v.finished_at, now)
     head(

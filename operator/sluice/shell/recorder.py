@@ -82,6 +82,14 @@ class Recorder:
                 m.run_duration.labels(ns, plan.run_finished).observe(d.total_seconds())
         if plan.run_recovered:
             m.pipeline_recoveries.labels(ns).inc()
+        for o in plan.scheduled:
+            m.scheduled_runs.labels(ns, o.outcome).inc(o.count)
+            if o.lag_seconds is not None:
+                m.schedule_lag.observe(o.lag_seconds)
+        if plan.cache_hits:
+            m.cache_hits.labels(ns).inc(plan.cache_hits)
+        if plan.cache_misses:
+            m.cache_misses.labels(ns).inc(plan.cache_misses)
         if not self.leading:
             return
         phase = status.get("phase")

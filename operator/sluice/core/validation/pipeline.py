@@ -24,7 +24,7 @@ from sluice.core.validation.report import (
 )
 from sluice.core.validation.schedule import check_schedule
 from sluice.core.validation.task import check_task, task_problems
-from sluice.core.validation.unwired import check_unwired
+from sluice.core.validation.cache_scope import check_cache_scope
 
 __all__ = ["check_pipeline"]
 
@@ -61,7 +61,7 @@ def check_pipeline(
     report.pipeline = pipeline
     _check_graph(report, pipeline)
     check_schedule(report, pipeline)
-    check_unwired(report, pipeline)
+    check_cache_scope(report, pipeline)
     if name is not None:
         _check_jobnames_list(report, pipeline, name)
     _check_steps(report, pipeline, tasks)
