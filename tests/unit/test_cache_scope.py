@@ -5,7 +5,7 @@ from __future__ import annotations
 from sluice.core.validation import check_pipeline
 from sluice.core.validation.cache_scope import NOT_CACHED
 
-TASK = {"image": "busybox:1.36", "params": [{"name": "lr"}]}
+TASK = {"image": "busybox:1.36", "args": ["$(params.lr)"], "params": [{"name": "lr"}]}
 ON = {"enabled": True}
 
 

@@ -18,9 +18,9 @@ from sluice.core.plan import Event, Plan, TaskTransition
 from sluice.core.pods import PodView
 
 if TYPE_CHECKING:
+    from sluice.core.cache_key import CacheInputs
     from sluice.core.fanout import Fanout
     from sluice.core.jobspec import ResolvedStep
-    from sluice.core.cache_key import CacheInputs
 
 __all__ = ["Decision"]
 

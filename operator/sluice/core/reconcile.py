@@ -239,19 +239,6 @@ def _owner(meta: Mapping[str, Any]) -> gates.PipelineRef:
     return gates.PipelineRef(meta.get("name", ""), meta.get("namespace", ""), meta.get("uid", ""))
 
 
-def _read_status(raw_status: Any) -> PipelineStatus:
-    try:
-        return parse_pipeline_status(raw_status)
-    except ValidationError:
-        return PipelineStatus()  # a status we cannot read is rebuilt from the Jobs
-
-
-def _observe(jobs: Iterable[JobView | Mapping[str, Any]]) -> list[JobView]:
-    """The Jobs as JobViews (observed here when raw), without those that are not ours."""
-    views = (j if isinstance(j, JobView) else observe_job(j) for j in jobs)
-    return [v for v in views if v is not None]
-
-
 def _finish(d: Decision, raw_status: Any, generation: int | None) -> Plan:
     """Write the steps back into the status and the status into the plan, as a patch."""
     st = d.status

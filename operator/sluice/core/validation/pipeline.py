@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from sluice.api import PipelineSpec, PipelineTask, TaskSpec, parse_pipeline_spec
 from sluice.core import dag, naming, params
 from sluice.core.matrix import DEFAULT_MAX_MATRIX
+from sluice.core.validation.cache_scope import check_cache_scope
 from sluice.core.validation.flow import check_flow
 from sluice.core.validation.matrix import check_matrices, matrix_param_names
 from sluice.core.validation.report import (
@@ -24,7 +25,6 @@ from sluice.core.validation.report import (
 )
 from sluice.core.validation.schedule import check_schedule
 from sluice.core.validation.task import check_task, task_problems
-from sluice.core.validation.cache_scope import check_cache_scope
 
 __all__ = ["check_pipeline"]
 
