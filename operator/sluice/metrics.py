@@ -12,12 +12,18 @@ see sluice.shell.recorder.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 __all__ = [
     "DURATION_BUCKETS",
     "HANDOFF_BUCKETS",
     "LAG_BUCKETS",
+    "LastDurations",
     "Metrics",
 ]
 
@@ -25,6 +31,72 @@ HANDOFF_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
 LAG_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600)
 RECONCILE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
+
+
+class LastDurations(Collector):
+    """``sluice_step_last_duration_seconds{namespace,pipeline,step,result}``: a gauge,
+    exported as one, kept as plain floats by pipeline.
+
+    A ``Gauge`` child costs about 750 bytes (a lock, a value object, its label tuple and
+    dicts): 7.5 MiB at 1,000 pipelines of 10 steps. Here a series is a float in its
+    pipeline's dict (about 150 bytes), and a pipeline's series go in one ``pop``. Written
+    from the event loop, read by the scrape's thread: one lock.
+    """
+
+    NAME = "sluice_step_last_duration_seconds"
+    HELP = (
+        "Duration of the last attempt of a pipeline's step that ended with this result "
+        "(succeeded, failed: a retried attempt failed too), from its Job's creation to "
+        "its end; leader only, removed with the step or the pipeline."
+    )
+    LABELS = ("namespace", "pipeline", "step", "result")
+
+    def __init__(self, registry: CollectorRegistry | None = REGISTRY) -> None:
+        self._series: dict[tuple[str, str], dict[tuple[str, str], float]] = {}
+        self._lock = threading.Lock()
+        if registry is not None:
+            registry.register(self)
+
+    def set(self, pipeline: tuple[str, str], step: str, result: str, seconds: float) -> None:
+        with self._lock:
+            self._series.setdefault(pipeline, {})[(step, result)] = seconds
+
+    def steps(self, pipeline: tuple[str, str]) -> frozenset[tuple[str, str]]:
+        """The (step, result) series of one pipeline."""
+        with self._lock:
+            return frozenset(self._series.get(pipeline, ()))
+
+    def remove(self, pipeline: tuple[str, str], step: str, result: str) -> None:
+        with self._lock:
+            series = self._series.get(pipeline)
+            if series is not None:
+                series.pop((step, result), None)
+                if not series:
+                    del self._series[pipeline]
+
+    def forget(self, pipeline: tuple[str, str]) -> None:
+        """Every series of one pipeline."""
+        with self._lock:
+            self._series.pop(pipeline, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._series.clear()
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return [GaugeMetricFamily(self.NAME, self.HELP, labels=self.LABELS)]
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(self.NAME, self.HELP, labels=self.LABELS)
+        with self._lock:
+            rows = [
+                (ns, name, step, result, value)
+                for (ns, name), series in self._series.items()
+                for (step, result), value in series.items()
+            ]
+        for ns, name, step, result, value in rows:
+            family.add_metric((ns, name, step, result), value)
+        yield family
 
 
 class Metrics:
@@ -73,14 +145,7 @@ class Metrics:
             buckets=DURATION_BUCKETS,
             registry=r,
         )
-        self.step_last_duration = Gauge(
-            "sluice_step_last_duration_seconds",
-            "Duration of the last attempt of a pipeline's step that ended with this result "
-            "(succeeded, failed: a retried attempt failed too), from its Job's creation to "
-            "its end; leader only, removed with the step or the pipeline.",
-            ["namespace", "pipeline", "step", "result"],
-            registry=r,
-        )
+        self.step_last_duration = LastDurations(registry=r)
         self.run_duration = Histogram(
             "sluice_pipeline_run_duration_seconds",
             "Duration of pipeline runs, from start to the result they first settled at "

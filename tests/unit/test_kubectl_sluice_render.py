@@ -391,6 +391,68 @@ def test_watch_lines_say_what_changed_one_line_each() -> None:
     assert render.changes(after, after, NOW) == []
 
 
+def _load(phase: str, attempts: int, run: int = 1, **more: Any) -> render.PipelineView:
+    obj = _pipeline(
+        "nightly",
+        [("load", []), ("publish", ["load"])],
+        {"load": {"phase": phase, "attempts": attempts, "startedAt": _t(30), **more}},
+        phase="Running",
+        run=run,
+        progress="0/2",
+    )
+    return render.view(obj)
+
+
+def test_watch_lines_report_a_retry_whose_retrying_status_was_never_seen() -> None:
+    # Running -> Retrying -> Running within one coalesced status write: the watch sees
+    # attempt 1 running, then attempt 2 running. The attempt count says it was retried.
+    assert render.changes(_load("Running", 1), _load("Running", 2), NOW) == [
+        "12:00:00 step load: Running -> Retrying (attempt 1): attempt 1 failed and was "
+        "retried (between two updates of the status)",
+        "12:00:00 step load: Retrying -> Running (attempt 2)",
+    ]
+    failed = _load("Failed", 2, reason="Error", message="exit code 3")
+    assert render.changes(_load("Running", 1), failed, NOW)[1:] == [
+        "12:00:00 step load: Retrying -> Failed (attempt 2): Error: exit code 3",
+    ]
+    # Two retries unseen, from a view before the first attempt started.
+    assert [line[9:] for line in render.changes(_load("Pending", 0), _load("Running", 3), NOW)] == [
+        "step load: Pending -> Retrying (attempt 1): attempt 1 failed and was retried "
+        "(between two updates of the status)",
+        "step load: Retrying -> Retrying (attempt 2): attempt 2 failed and was retried "
+        "(between two updates of the status)",
+        "step load: Retrying -> Running (attempt 3)",
+    ]
+    # Attempt 1 unseen as Retrying, attempt 2 Retrying now: its own line, not "Retrying ->
+    # Retrying" (attempt 2's run between went unseen too).
+    lines = render.changes(_load("Running", 1), _load("Retrying", 2), NOW)
+    assert len(lines) == 2
+    assert lines[0][9:].startswith("step load: Running -> Retrying (attempt 1): ")
+    assert lines[1][9:] == "step load: Retrying (attempt 2)"
+    # Attempt 1's retry seen, attempt 2's running not: the one line says so.
+    lines = render.changes(_load("Retrying", 1), _load("Retrying", 2), NOW)
+    assert [line[9:] for line in lines] == ["step load: Retrying -> Retrying (attempt 2)"]
+
+
+def test_watch_lines_of_a_seen_retry_or_a_new_attempt_without_one_add_nothing() -> None:
+    # Seen: Running -> Retrying -> Running, one line each, no invented one.
+    assert [x[9:] for x in render.changes(_load("Running", 1), _load("Retrying", 1), NOW)] == [
+        "step load: Running -> Retrying (attempt 1)"
+    ]
+    assert [x[9:] for x in render.changes(_load("Retrying", 1), _load("Running", 2), NOW)] == [
+        "step load: Retrying -> Running (attempt 2)"
+    ]
+    # `kubectl sluice retry` of a failed step: a new attempt, no Retrying.
+    failed = _load("Failed", 2, reason="Error", message="exit code 3")
+    assert [x[9:] for x in render.changes(failed, _load("Running", 3), NOW)] == [
+        "step load: Failed -> Running (attempt 3)"
+    ]
+    # A new run starts counting again.
+    assert [x[9:] for x in render.changes(_load("Running", 2), _load("Running", 1, run=2), NOW)][
+        1:
+    ] == ["step load: Running -> Running (attempt 1)"]
+
+
 def test_list_shows_one_line_per_pipeline_with_its_last_run() -> None:
     views = [render.view(make()) for make in CASES.values()]
     _check("list-plain", "\n".join(render.render_list(views, NOW, namespaces=True)) + "\n")

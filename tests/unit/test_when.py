@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -300,3 +303,32 @@ def test_the_reference_map_is_read_from_the_bindings_serialised_form() -> None:
     compiled = ok('double(tasks.evaluate.results.auc) > 0.5 && params.env.startsWith("p")')
     names = when._reference_names(compiled._program.serialize())
     assert names == {"tasks.evaluate.results.auc", "params.env"}
+
+
+_LAZY_PROBE = """
+import sys
+import yaml
+import sluice.app, sluice.cli, sluice.shell.admission, sluice.shell.controller
+import sluice.kubectl_sluice.app, sluice.kubectl_sluice.lint
+from sluice.core.validation import check_pipeline
+from sluice.core import dataflow, when
+assert "cel_expr_python" not in sys.modules, "loaded at import"
+hello = yaml.safe_load(open(sys.argv[1]))
+assert not check_pipeline(hello["spec"], name="hello").errors
+assert "cel_expr_python" not in sys.modules, "loaded for a pipeline without a when"
+scope = when.Scope.for_main(["env"], {})
+assert isinstance(when.compile("params.env == 'prod'", scope), when.Compiled)
+assert "cel_expr_python" in sys.modules, "a when compiled without the library?"
+"""
+
+
+def test_cel_is_loaded_on_first_use() -> None:
+    """The CEL library (about 11 MiB resident) is not imported by the operator, the webhook
+    or `kubectl sluice` at start-up, nor to check a pipeline without a `when`: only by the
+    first `when` compiled (sluice.core.cel; the import-linter contract keeps it the only
+    importer)."""
+    hello = Path(__file__).resolve().parents[2] / "examples" / "hello.yaml"
+    r = subprocess.run(
+        [sys.executable, "-c", _LAZY_PROBE, str(hello)], capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -20,13 +21,18 @@ def _utc_seconds(value: datetime) -> datetime:
     return value.astimezone(UTC).replace(microsecond=0)
 
 
+@functools.lru_cache(maxsize=4096)
 def rfc3339(value: datetime) -> str:
-    """A time as Kubernetes writes it: "2026-11-26T14:51:56Z" (UTC, whole seconds)."""
+    """A time as Kubernetes writes it: "2026-11-26T14:51:56Z" (UTC, whole seconds).
+
+    Cached, like :func:`parse_rfc3339`: the statuses and Jobs of many pipelines hold the
+    same seconds, and they then share one string (one datetime) instead of a copy each."""
     # isoformat() of a whole-second UTC time is "YYYY-MM-DDTHH:MM:SS+00:00";
     # twice as fast as strftime, and this runs for every timestamp of every status.
     return _utc_seconds(value).isoformat()[:19] + "Z"
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_rfc3339(value: str) -> datetime:
     """A Kubernetes time ("2026-11-26T14:51:56Z", or with an offset) as an aware datetime."""
     return datetime.fromisoformat(value)  # reads the "Z" suffix since Python 3.11

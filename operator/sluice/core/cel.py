@@ -5,6 +5,11 @@ escaped into a CEL identifier (Kubernetes' CRD-CEL escaping: ``__dash__`` for ``
 type is named, how the variables a checked expression uses are read from its serialised
 form, and how an environment is made. ``sluice.core.when`` (``when`` conditions) and
 ``kubectl sluice lint`` (the CRDs' CEL rules, offline) both use it.
+
+The library (cel-cpp and its protobuf runtime, about 11 MiB resident) is imported on first
+use, by :func:`new_env`: an operator, webhook or ``kubectl sluice lint`` whose pipelines
+have no ``when`` never loads it. Nothing else in Sluice imports it (an import-linter
+contract says so, and ``test_cel_is_loaded_lazily`` checks the start-up imports).
 """
 
 from __future__ import annotations
@@ -13,9 +18,6 @@ import functools
 import re
 from collections.abc import Mapping
 from typing import Any, Final
-
-from cel_expr_python import cel  # type: ignore[import-untyped]
-from cel_expr_python.ext import ext_math, ext_strings  # type: ignore[import-untyped]
 
 from sluice.core.references import Ref
 
@@ -79,19 +81,38 @@ def dotted(name: str) -> str:
     return ".".join(_unescape_part(p) for p in name.split("."))
 
 
-def new_env(variables: Mapping[str, Any], *, math: bool = True) -> Any:
-    """A CEL environment declaring ``variables`` (name -> ``cel.Type``), with the strings
-    extension (and the math one unless ``math`` is False)."""
+STRING: Final = "string"
+STRINGS: Final = "list(string)"
+DYN: Final = "dyn"
+"""The variables' types :func:`new_env` declares (the binding's ``cel.Type`` by name)."""
+
+
+@functools.cache
+def _library() -> Any:
+    """The binding's ``cel`` module and extensions, imported on the first call."""
+    from cel_expr_python import cel  # type: ignore[import-untyped]
+    from cel_expr_python.ext import ext_math, ext_strings  # type: ignore[import-untyped]
+
+    types = {
+        STRING: cel.Type.STRING,
+        STRINGS: cel.Type.List(cel.Type.STRING),
+        DYN: cel.Type.DYN,
+    }
+    return cel, types, ext_math, ext_strings
+
+
+def new_env(variables: Mapping[str, str], *, math: bool = True) -> Any:
+    """A CEL environment declaring ``variables`` (name -> :data:`STRING`, :data:`STRINGS`
+    or :data:`DYN`), with the strings extension (and the math one unless ``math`` is
+    False). The first call imports the library."""
+    cel, types, ext_math, ext_strings = _library()
     extensions = [ext_strings.ExtStrings(), *([ext_math.ExtMath()] if math else [])]
-    return cel.NewEnv(variables=dict(variables), extensions=extensions)
+    declared = {name: types[kind] for name, kind in variables.items()}
+    return cel.NewEnv(variables=declared, extensions=extensions)
 
 
 # The binding prefixes its messages with a status code ("INVALID_ARGUMENT: ...").
 _STATUS_PREFIX: Final = re.compile(r"^[A-Z_]+: ")
-
-STRING: Final = cel.Type.STRING
-STRINGS: Final = cel.Type.List(cel.Type.STRING)
-DYN: Final = cel.Type.DYN
 
 
 def type_name(t: Any) -> str:

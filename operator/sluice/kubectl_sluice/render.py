@@ -11,17 +11,16 @@ The status is read leniently from the raw dict (not through the pydantic models,
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
 from sluice.core import dag
+from sluice.kubectl_sluice.graph import to_dot, to_mermaid, without_status
 from sluice.kubectl_sluice.model import PipelineView, Step, _span, duration, view
 from sluice.kubectl_sluice.style import _ANSI as _ANSI  # the tests strip colour with it
 from sluice.kubectl_sluice.style import (
-    _SYMBOLS,
     ASCII,
     MAX_NAME,
     MAX_PARENTS_SHOWN,
@@ -49,6 +48,7 @@ __all__ = [
     "to_mermaid",
     "view",
     "visible_len",
+    "without_status",
 ]
 
 # ----------------------------------------------------------------------------- layout
@@ -318,13 +318,25 @@ def changes(old: PipelineView | None, new: PipelineView, now: datetime) -> list[
             f"{stamp} pipeline {new.name}: {phase} {new.progress or '-'} (run {new.run or '-'})"
             + (f": {msg}" if msg else "")
         )
+    same_run = old is not None and old.run == new.run
     for s in new.steps:
         prev = before.get(s.name)
         if prev is not None and (prev.phase, prev.attempts) == (s.phase, s.attempts):
             continue
         if old is None and s.phase == "Pending":
             continue
-        text = f"{stamp} step {s.name}: {prev.phase + ' -> ' if prev else ''}{s.phase}"
+        was = prev.phase if prev else None
+        if prev is not None and same_run:
+            retried = _unseen_retries(prev, s)
+            for attempt in retried:
+                out.append(
+                    f"{stamp} step {s.name}: {was} -> Retrying (attempt {attempt}): attempt "
+                    f"{attempt} failed and was retried (between two updates of the status)"
+                )
+                was = "Retrying"
+            if retried and s.phase == "Retrying":
+                was = None  # not "Retrying -> Retrying": the attempt between went unseen too
+        text = f"{stamp} step {s.name}: {was + ' -> ' if was else ''}{s.phase}"
         if s.attempts:
             text += f" (attempt {s.attempts})"
         msg = step_message(new, s, now)
@@ -332,77 +344,15 @@ def changes(old: PipelineView | None, new: PipelineView, now: datetime) -> list[
     return out
 
 
-# ----------------------------------------------------------------------------- graphs
+def _unseen_retries(prev: Step, step: Step) -> list[int]:
+    """The attempts of a step that were retried between two views without either showing
+    it ``Retrying``: a retry can go Running -> Retrying -> Running within one status write
+    (writes of a pipeline are coalesced), and a watch only sees what was written.
 
-_DOT_FILL: Final = {
-    "Succeeded": "#c8e6c9",
-    "Running": "#bbdefb",
-    "Retrying": "#fff3c4",
-    "Pending": "#eeeeee",
-    "Failed": "#ffcdd2",
-    "Blocked": "#e1bee7",
-    "Skipped": "#f5f5f5",
-}
-
-
-def _with_phases(v: PipelineView) -> bool:
-    return v.seen
-
-
-def to_dot(v: PipelineView) -> str:
-    """Graphviz: ``kubectl sluice graph X --format dot | dot -Tsvg > x.svg``."""
-    lines = [f"digraph {json.dumps(v.name or 'pipeline')} {{", "  rankdir=LR;"]
-    lines.append('  node [shape=box, style="rounded,filled", fontname="Helvetica"];')
-    for s in v.steps:
-        label = f"{s.name}\\n{s.phase}" if _with_phases(v) else s.name
-        fill = _DOT_FILL.get(s.phase, "#eeeeee") if _with_phases(v) else "#ffffff"
-        dashed = ', style="rounded,filled,dashed"' if s.final else ""
-        lines.append(f'  {json.dumps(s.name)} [label="{label}", fillcolor="{fill}"{dashed}];')
-    known = {s.name for s in v.steps}
-    for s in v.steps:
-        for d in s.depends_on:
-            if d in known:
-                lines.append(f"  {json.dumps(d)} -> {json.dumps(s.name)};")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
-
-
-_MERMAID_CLASS: Final = {
-    "Succeeded": "fill:#c8e6c9,stroke:#2e7d32",
-    "Running": "fill:#bbdefb,stroke:#1565c0",
-    "Retrying": "fill:#fff3c4,stroke:#f9a825",
-    "Pending": "fill:#eeeeee,stroke:#9e9e9e",
-    "Failed": "fill:#ffcdd2,stroke:#c62828",
-    "Blocked": "fill:#e1bee7,stroke:#6a1b9a",
-    "Skipped": "fill:#f5f5f5,stroke:#bdbdbd",
-}
-
-
-def _mermaid_text(text: str) -> str:
-    return text.replace('"', "#quot;")
-
-
-def to_mermaid(v: PipelineView) -> str:
-    """Mermaid (renders in GitHub Markdown inside a ```mermaid block)."""
-    ids = {s.name: f"s{i}" for i, s in enumerate(v.steps)}
-    lines = ["flowchart LR"]
-    used: set[str] = set()
-    for s in v.steps:
-        if _with_phases(v):
-            label = f"{_SYMBOLS.get(s.phase, '')} {s.name}<br/>{s.phase}"
-            cls = s.phase.lower()
-            used.add(s.phase)
-            lines.append(f'  {ids[s.name]}["{_mermaid_text(label)}"]:::{cls}')
-        else:
-            lines.append(f'  {ids[s.name]}["{_mermaid_text(s.name)}"]')
-    for s in v.steps:
-        for d in s.depends_on:
-            if d in ids:
-                lines.append(f"  {ids[d]} --> {ids[s.name]}")
-    for phase in sorted(used):
-        lines.append(f"  classDef {phase.lower()} {_MERMAID_CLASS.get(phase, '')}")
-    return "\n".join(lines) + "\n"
-
-
-def without_status(v: PipelineView) -> PipelineView:
-    return replace(v, phase=None)
+    Within one run the attempt count only grows by retries: by the retry policy from
+    ``Pending``, ``Running`` or ``Retrying``, or by ``kubectl sluice retry`` of a ``Failed``
+    (or blocked) step, which is no ``Retrying`` and is not counted here."""
+    if prev.phase not in ("Pending", "Running", "Retrying") or step.attempts <= prev.attempts:
+        return []
+    first = prev.attempts + 1 if prev.phase == "Retrying" or prev.attempts == 0 else prev.attempts
+    return list(range(first, step.attempts))

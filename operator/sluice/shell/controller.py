@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -294,11 +295,15 @@ class Controller:
         plan = await self.diagnoser.decide(
             worker.key,
             [j.name for j in jobs if j.state == "Active"],
-            lambda **seen: reconcile(
-                body, tasks, jobs, now, prepared=prepared, max_matrix=self.max_matrix, **seen
+            functools.partial(
+                reconcile, body, tasks, jobs, now, prepared=prepared, max_matrix=self.max_matrix
             ),
             known,
         )
+        # Not held while the Jobs are created: a worker waiting on the API server would
+        # keep its prepared spec (about 40 KiB) alive beyond the cache's bound, and with
+        # 1,000 pipelines started at once, 1,000 of them wait (bench/README.md, memory).
+        del prepared
         completion_seen = worker.woken_by_completion
         worker.woken_by_completion = None
         created, decided = await self._apply(worker, plan, now, body)

@@ -40,8 +40,6 @@ class Recorder:
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
         self.phases: dict[PipelineKey, str | None] = {}
-        self.step_series: dict[PipelineKey, set[tuple[str, str]]] = {}
-        """The (step, result) series of sluice_step_last_duration_seconds, by pipeline."""
         self.stuck: dict[PipelineKey, tuple[str, ...]] = {}
         """The reasons of each pipeline's stuck steps (sluice_steps_stuck)."""
         self.leading = False
@@ -52,7 +50,6 @@ class Recorder:
         self.metrics.leader.set(1 if leading else 0)
         if not leading:
             self.phases.clear()
-            self.step_series.clear()
             self.stuck.clear()
             self.metrics.steps_stuck.clear()
             self.metrics.pipeline_degraded.clear()
@@ -106,17 +103,14 @@ class Recorder:
     def _step_durations(self, key: PipelineKey, plan: Plan, status: Mapping[str, Any]) -> None:
         """Set the last attempts' durations; drop the series of steps not in the spec."""
         gauge = self.metrics.step_last_duration
-        series = self.step_series.setdefault(key, set())
         for t in plan.transitions:
             result = _ENDED.get(t.new) if t.old == "Running" else None
             if t.duration_s is not None and result is not None:
-                gauge.labels(*key, t.task, result).set(max(t.duration_s, 0.0))
-                series.add((t.task, result))
+                gauge.set(key, t.task, result, max(t.duration_s, 0.0))
         steps = {t.get("name") for t in status.get("tasks") or []}
-        for step, result in [s for s in series if s[0] not in steps]:
-            series.discard((step, result))
-            with contextlib.suppress(KeyError):
-                gauge.remove(*key, step, result)
+        for step, result in gauge.steps(key):
+            if step not in steps:
+                gauge.remove(key, step, result)
 
     def forget(self, key: PipelineKey) -> None:
         self.phases.pop(key, None)
@@ -124,9 +118,7 @@ class Recorder:
             self._stuck_gauge(key[0])
         with contextlib.suppress(KeyError):
             self.metrics.pipeline_degraded.remove(*key)
-        for step, result in self.step_series.pop(key, set()):
-            with contextlib.suppress(KeyError):
-                self.metrics.step_last_duration.remove(*key, step, result)
+        self.metrics.step_last_duration.forget(key)
         if self.leading:
             self._phase_gauge()
 
