@@ -75,7 +75,7 @@ def _fold_step(d: Decision, ts: TaskStatus, jobs: list[JobView]) -> None:
         caching.remember(d, ts)
     elif current.state == "Failed":
         kind = retry.classify_job_failure(current.reason, current.message)
-        reason, message = _failure_words(current.reason, current.message, kind)
+        reason, message = retry.failure_words(current.reason, current.message, kind)
         when = current.finished_at or d.now
         fail_attempt(d, ts, reason, message, kind, when, current.created_at)
 
@@ -101,19 +101,6 @@ def _record_results(d: Decision, ts: TaskStatus, job: JobView, declared: Sequenc
     return True
 
 
-def _failure_words(reason: str | None, message: str | None, kind: FailureKind) -> tuple[str, str]:
-    """The reason and message a user reads for a failed Job.
-
-    A plain non-zero exit fails the Job through its podFailurePolicy (retry.py),
-    so the Job says ``PodFailurePolicy``: easily taken for the retryOn kind
-    ``PodFailure``. Such a failure is named ``ExitCode``, with the code first.
-    """
-    code = retry.exit_code_from_message(message)
-    if reason == "PodFailurePolicy" and kind == FailureKind.FAILED and code is not None:
-        return "ExitCode", f"exit code {code}: {message}"
-    return reason or "Failed", message or ""
-
-
 def fail_attempt(
     d: Decision,
     ts: TaskStatus,
@@ -131,13 +118,10 @@ def fail_attempt(
     policy = d.retry_policies.get(ts.name) or RetryPolicy()
     limit = policy.limit
     used = ts.attempts - ts.retry_base
-    retryable = (
-        retry.is_retryable(kind, policy.retry_on) and reason != retry.JOB_REJECTED and not final
-    )
+    retryable = retry.may_retry(kind, reason, policy, final=final)
     detail = f": {message}" if message else ""
     if retryable and used <= limit:
-        b = policy.backoff
-        delay = retry.backoff_seconds(b.initial_seconds, b.factor, b.max_seconds, used)
+        delay = retry.policy_delay(policy, used)
         ts.next_retry_at = when + timedelta(seconds=math.ceil(delay))
         d.move(ts, _T.RETRYING, kind, attempt_started)
         d.event(

@@ -236,18 +236,11 @@ def _fold_latest(
         words = (found.reason, found.message, found.kind, found.final)
     else:
         kind = retry.classify_job_failure(job.reason, job.message)
-        reason, message = _failure_words(job.reason, job.message, kind)
+        reason, message = retry.failure_words(job.reason, job.message, kind)
         words = (reason, message, kind, False)
     if i in state.reopened:
         return Combination(i, T.PENDING, job.attempt, job.name), job.attempt
     return _failed(d, state, i, job, *words), job.retry_base
-
-
-def _failure_words(reason: str | None, message: str | None, kind: FailureKind) -> tuple[str, str]:
-    code = retry.exit_code_from_message(message)
-    if reason == "PodFailurePolicy" and kind == FailureKind.FAILED and code is not None:
-        return "ExitCode", f"exit code {code}: {message}"
-    return reason or "Failed", message or ""
 
 
 def _failed(
@@ -263,12 +256,8 @@ def _failed(
     """A failed attempt of combination ``i``: Retrying (due now or later) or Failed."""
     policy = state.res.retry
     used = job.attempt - job.retry_base
-    retryable = (
-        retry.is_retryable(kind, policy.retry_on) and reason != retry.JOB_REJECTED and not final
-    )
-    if retryable and used <= policy.limit:
-        b = policy.backoff
-        delay = retry.backoff_seconds(b.initial_seconds, b.factor, b.max_seconds, used)
+    if retry.may_retry(kind, reason, policy, final=final) and used <= policy.limit:
+        delay = retry.policy_delay(policy, used)
         when: datetime = (job.finished_at or d.now) + timedelta(seconds=math.ceil(delay))
         if when <= d.now:
             state.due.append(i)

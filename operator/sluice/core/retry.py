@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable
 from typing import Final
 
-from sluice.api import FailureKind
+from sluice.api import FailureKind, RetryPolicy
 
 __all__ = [
     "DEADLINE_EXCEEDED",
@@ -32,7 +32,10 @@ __all__ = [
     "backoff_seconds",
     "classify_job_failure",
     "exit_code_from_message",
+    "failure_words",
     "is_retryable",
+    "may_retry",
+    "policy_delay",
 ]
 
 # The failure kinds are api.FailureKind's (the values of retry.retryOn); these names are
@@ -116,3 +119,29 @@ def classify_job_failure(reason: str | None, message: str | None) -> FailureKind
 def is_retryable(kind: FailureKind, on: Iterable[FailureKind]) -> bool:
     """Whether a failure of ``kind`` is retried under a policy's ``retry.retryOn``."""
     return kind in set(on)
+
+
+def may_retry(kind: FailureKind, reason: str, policy: RetryPolicy, *, final: bool = False) -> bool:
+    """Whether a failed attempt of this kind and reason may be retried at all: its kind is
+    in ``retry.retryOn``, its Job was not rejected (``JOB_REJECTED``) and it is not marked
+    ``final``. The retry limit is the caller's to check."""
+    return is_retryable(kind, policy.retry_on) and reason != JOB_REJECTED and not final
+
+
+def policy_delay(policy: RetryPolicy, failures: int) -> float:
+    """``backoff_seconds`` under ``policy``'s backoff, after ``failures`` failures."""
+    b = policy.backoff
+    return backoff_seconds(b.initial_seconds, b.factor, b.max_seconds, failures)
+
+
+def failure_words(reason: str | None, message: str | None, kind: FailureKind) -> tuple[str, str]:
+    """The reason and message a user reads for a failed Job.
+
+    A plain non-zero exit fails the Job through its podFailurePolicy (above), so the Job
+    says ``PodFailurePolicy``: easily taken for the retryOn kind ``PodFailure``. Such a
+    failure is named ``ExitCode``, with the code first.
+    """
+    code = exit_code_from_message(message)
+    if reason == "PodFailurePolicy" and kind == FailureKind.FAILED and code is not None:
+        return "ExitCode", f"exit code {code}: {message}"
+    return reason or "Failed", message or ""
